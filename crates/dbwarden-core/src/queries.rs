@@ -1,0 +1,410 @@
+//! Per-fingerprint query statistics, kept for at most `top_queries`
+//! fingerprints; the rest are folded into one "other" bucket.
+//!
+//! The table follows pg_stat_statements: when a new fingerprint arrives and
+//! the table is full, the least-used 5 % are evicted and their figures merged
+//! into "other", so totals are never lost and memory never grows with the
+//! number of distinct statements. Usage decays by half at each eviction round
+//! so that fingerprints that were busy long ago give way to today's.
+//!
+//! The hot path records into a slot's own sharded histogram and counters;
+//! the table's lock is only taken to find a slot, and not at all through a
+//! [`PreparedQuery`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::clock::Timestamp;
+use crate::fingerprint::{Fingerprint, FingerprintCache, FingerprintId, StatementKind};
+use crate::histogram::{Histogram, HistogramConfig, HistogramSnapshot, LatencySummary};
+use crate::shard::{CachePadded, default_shard_count, shard_index};
+
+#[derive(Debug, Default)]
+struct SlotShard {
+    errors: AtomicU64,
+    rows: AtomicU64,
+    slow: AtomicU64,
+}
+
+/// The statistics of one fingerprint.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    fingerprint: Arc<Fingerprint>,
+    latency: Histogram,
+    shards: Box<[CachePadded<SlotShard>]>,
+    evicted: AtomicBool,
+    first_seen: Timestamp,
+    last_seen: AtomicU64,
+    // Eviction bookkeeping, only touched under the table's write lock or by
+    // the periodic `touch`: calls seen at the last round and the decayed score.
+    calls_at_round: AtomicU64,
+    calls_at_touch: AtomicU64,
+    score_bits: AtomicU64,
+    created_round: u64,
+}
+
+impl Slot {
+    fn new(fingerprint: Arc<Fingerprint>, now: Timestamp, round: u64) -> Self {
+        Slot {
+            fingerprint,
+            latency: Histogram::new(HistogramConfig::compact()),
+            shards: (0..default_shard_count()).map(|_| CachePadded(SlotShard::default())).collect(),
+            evicted: AtomicBool::new(false),
+            first_seen: now,
+            last_seen: AtomicU64::new(now.as_millis()),
+            calls_at_round: AtomicU64::new(0),
+            calls_at_touch: AtomicU64::new(0),
+            score_bits: AtomicU64::new(0f64.to_bits()),
+            created_round: round,
+        }
+    }
+
+    #[inline]
+    fn record(&self, duration: Duration, rows: u64, failed: bool, slow: bool) {
+        self.latency.record(duration);
+        let shard = &self.shards[shard_index(self.shards.len())].0;
+        if rows != 0 {
+            shard.rows.fetch_add(rows, Ordering::Relaxed);
+        }
+        if failed {
+            shard.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if slow {
+            shard.slow.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn figures(&self) -> Figures {
+        let mut f = Figures { latency: self.latency.snapshot(), ..Figures::default() };
+        for shard in self.shards.iter() {
+            f.errors += shard.0.errors.load(Ordering::Relaxed);
+            f.rows += shard.0.rows.load(Ordering::Relaxed);
+            f.slow += shard.0.slow.load(Ordering::Relaxed);
+        }
+        f
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct Figures {
+    latency: HistogramSnapshot,
+    errors: u64,
+    rows: u64,
+    slow: u64,
+}
+
+impl Figures {
+    fn merge(&mut self, other: &Figures) {
+        self.latency.merge(&other.latency);
+        self.errors += other.errors;
+        self.rows += other.rows;
+        self.slow += other.slow;
+    }
+}
+
+/// A statement whose fingerprint and statistics slot were looked up once, so
+/// recording through it takes no lock and hashes nothing.
+///
+/// Obtained from [`crate::Monitor::prepare`]. If its fingerprint is later
+/// evicted from the top-K table, recording through it still works: it finds
+/// (or re-creates) the fingerprint's current slot on each call, at the cost
+/// of a lookup.
+#[derive(Debug, Clone)]
+pub struct PreparedQuery {
+    slot: Arc<Slot>,
+}
+
+impl PreparedQuery {
+    /// The statement's fingerprint.
+    pub fn fingerprint(&self) -> &Fingerprint {
+        &self.slot.fingerprint
+    }
+}
+
+/// The order of [`crate::Monitor::top_queries`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QuerySort {
+    /// Total time spent, largest first (the default: what costs the database most).
+    #[default]
+    TotalTime,
+    /// Mean latency, largest first.
+    Mean,
+    /// 99th percentile latency, largest first.
+    P99,
+    /// Number of calls, most first.
+    Calls,
+    /// Number of failures, most first.
+    Errors,
+}
+
+impl QuerySort {
+    /// Parses `total_time`, `mean`, `p99`, `calls` or `errors`.
+    pub fn parse(s: &str) -> Option<QuerySort> {
+        match s {
+            "total_time" | "total" => Some(QuerySort::TotalTime),
+            "mean" => Some(QuerySort::Mean),
+            "p99" => Some(QuerySort::P99),
+            "calls" => Some(QuerySort::Calls),
+            "errors" => Some(QuerySort::Errors),
+            _ => None,
+        }
+    }
+}
+
+/// The statistics of one fingerprint, as reported.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct QueryStat {
+    /// The fingerprint's id; `0000000000000000` for the "other" bucket.
+    pub fingerprint: FingerprintId,
+    /// The normalized statement (no literal values).
+    pub text: String,
+    /// The statement kind.
+    pub kind: StatementKind,
+    /// The statement's main table.
+    pub table: Option<String>,
+    /// Executions.
+    pub calls: u64,
+    /// Failed executions.
+    pub errors: u64,
+    /// Executions at or above the slow-query threshold.
+    pub slow: u64,
+    /// Rows returned or affected.
+    pub rows: u64,
+    /// Total execution time in milliseconds.
+    pub total_time_ms: f64,
+    /// Latency distribution.
+    pub latency: LatencySummary,
+    /// When the fingerprint was first seen (for "other": when the monitor started).
+    pub first_seen: Timestamp,
+    /// When it last ran, to the monitor's sampling resolution.
+    pub last_seen: Timestamp,
+    /// Whether this row is the "other" bucket.
+    pub other: bool,
+}
+
+impl QueryStat {
+    fn sort_key(&self, sort: QuerySort) -> f64 {
+        match sort {
+            QuerySort::TotalTime => self.total_time_ms,
+            QuerySort::Mean => self.latency.mean_ms,
+            QuerySort::P99 => self.latency.p99_ms,
+            QuerySort::Calls => self.calls as f64,
+            QuerySort::Errors => self.errors as f64,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    slots: HashMap<FingerprintId, Arc<Slot>>,
+    round: u64,
+}
+
+#[derive(Debug, Default)]
+struct Other {
+    figures: Figures,
+    evicted_fingerprints: u64,
+}
+
+/// The top-K table with its fingerprint cache.
+#[derive(Debug)]
+pub(crate) struct QueryStats {
+    cache: FingerprintCache,
+    table: RwLock<Table>,
+    other: Mutex<Other>,
+    capacity: usize,
+    started: Timestamp,
+}
+
+/// How many slots one eviction round frees: 5 %, at least one.
+fn eviction_batch(capacity: usize) -> usize {
+    (capacity / 20).max(1)
+}
+
+impl QueryStats {
+    pub(crate) fn new(capacity: usize, cache_capacity: usize, started: Timestamp) -> Self {
+        QueryStats {
+            cache: FingerprintCache::new(cache_capacity),
+            table: RwLock::new(Table::default()),
+            other: Mutex::new(Other::default()),
+            capacity: capacity.max(1),
+            started,
+        }
+    }
+
+    /// The fingerprint of `sql`, normalized once per distinct text.
+    pub(crate) fn fingerprint(&self, sql: &str) -> Arc<Fingerprint> {
+        self.cache.get(sql)
+    }
+
+    pub(crate) fn prepare(&self, sql: &str, now: Timestamp) -> PreparedQuery {
+        PreparedQuery { slot: self.slot(self.cache.get(sql), now) }
+    }
+
+    /// Records one execution of `fingerprint`.
+    #[inline]
+    pub(crate) fn record(
+        &self,
+        fingerprint: &Arc<Fingerprint>,
+        duration: Duration,
+        rows: u64,
+        failed: bool,
+        slow: bool,
+        now: impl FnOnce() -> Timestamp,
+    ) {
+        {
+            let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+            if let Some(slot) = table.slots.get(&fingerprint.id()) {
+                slot.record(duration, rows, failed, slow);
+                return;
+            }
+        }
+        self.slot(fingerprint.clone(), now()).record(duration, rows, failed, slow);
+    }
+
+    #[inline]
+    pub(crate) fn record_prepared(
+        &self,
+        query: &PreparedQuery,
+        duration: Duration,
+        rows: u64,
+        failed: bool,
+        slow: bool,
+        now: impl FnOnce() -> Timestamp,
+    ) {
+        if !query.slot.evicted.load(Ordering::Relaxed) {
+            query.slot.record(duration, rows, failed, slow);
+        } else {
+            self.record(&query.slot.fingerprint, duration, rows, failed, slow, now);
+        }
+    }
+
+    /// The slot for `fingerprint`, created (evicting the least used when
+    /// full) if there is none.
+    fn slot(&self, fingerprint: Arc<Fingerprint>, now: Timestamp) -> Arc<Slot> {
+        let id = fingerprint.id();
+        if let Some(slot) = self.table.read().unwrap_or_else(|e| e.into_inner()).slots.get(&id) {
+            return slot.clone();
+        }
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot) = table.slots.get(&id) {
+            return slot.clone();
+        }
+        if table.slots.len() >= self.capacity {
+            self.evict(&mut table);
+        }
+        let slot = Arc::new(Slot::new(fingerprint, now, table.round));
+        table.slots.insert(id, slot.clone());
+        slot
+    }
+
+    fn evict(&self, table: &mut Table) {
+        let round = table.round;
+        let mut scored: Vec<(f64, FingerprintId)> = table
+            .slots
+            .iter()
+            .map(|(id, slot)| {
+                let calls = slot.latency.snapshot().count();
+                let recent = calls.saturating_sub(slot.calls_at_round.swap(calls, Ordering::Relaxed));
+                let score = f64::from_bits(slot.score_bits.load(Ordering::Relaxed)) * 0.5 + recent as f64;
+                slot.score_bits.store(score.to_bits(), Ordering::Relaxed);
+                // Slots created since the last round have had no chance to be used yet.
+                let protected = slot.created_round == round && table.slots.len() > eviction_batch(self.capacity);
+                (if protected { f64::INFINITY } else { score }, *id)
+            })
+            .collect();
+        scored.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut other = self.other.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, id) in scored.into_iter().take(eviction_batch(self.capacity)) {
+            if let Some(slot) = table.slots.remove(&id) {
+                slot.evicted.store(true, Ordering::Relaxed);
+                other.figures.merge(&slot.figures());
+                other.evicted_fingerprints += 1;
+            }
+        }
+        table.round += 1;
+    }
+
+    /// Marks the fingerprints that ran since the last call as seen at `now`.
+    pub(crate) fn touch(&self, now: Timestamp) {
+        let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+        for slot in table.slots.values() {
+            let calls = slot.latency.snapshot().count();
+            if slot.calls_at_touch.swap(calls, Ordering::Relaxed) != calls {
+                slot.last_seen.store(now.as_millis(), Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.table.read().unwrap_or_else(|e| e.into_inner()).slots.len()
+    }
+
+    /// Every tracked fingerprint plus "other" (when it holds anything), sorted.
+    pub(crate) fn stats(&self, sort: QuerySort, limit: usize) -> Vec<QueryStat> {
+        let mut out: Vec<QueryStat> = {
+            let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+            table
+                .slots
+                .values()
+                .map(|slot| {
+                    stat_of(
+                        &slot.fingerprint,
+                        &slot.figures(),
+                        slot.first_seen,
+                        Timestamp::from_millis(slot.last_seen.load(Ordering::Relaxed)),
+                        false,
+                    )
+                })
+                .collect()
+        };
+        let other = self.other.lock().unwrap_or_else(|e| e.into_inner());
+        if other.figures.latency.count() > 0 {
+            out.push(stat_of(&Arc::new(Fingerprint::other()), &other.figures, self.started, self.started, true));
+        }
+        out.sort_by(|a, b| b.sort_key(sort).total_cmp(&a.sort_key(sort)).then(a.fingerprint.cmp(&b.fingerprint)));
+        out.truncate(limit);
+        out
+    }
+
+    /// How many fingerprints were folded into "other" so far.
+    pub(crate) fn evicted(&self) -> u64 {
+        self.other.lock().unwrap_or_else(|e| e.into_inner()).evicted_fingerprints
+    }
+
+    pub(crate) fn cache_len(&self) -> usize {
+        self.cache.len()
+    }
+
+    pub(crate) fn clear(&self) {
+        let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
+        for slot in table.slots.values() {
+            slot.evicted.store(true, Ordering::Relaxed);
+        }
+        table.slots.clear();
+        *self.other.lock().unwrap_or_else(|e| e.into_inner()) = Other::default();
+    }
+}
+
+fn stat_of(fp: &Fingerprint, f: &Figures, first_seen: Timestamp, last_seen: Timestamp, other: bool) -> QueryStat {
+    QueryStat {
+        fingerprint: fp.id(),
+        text: fp.text().to_owned(),
+        kind: fp.kind(),
+        table: fp.table().map(str::to_owned),
+        calls: f.latency.count(),
+        errors: f.errors,
+        slow: f.slow,
+        rows: f.rows,
+        total_time_ms: f.latency.sum().as_secs_f64() * 1000.0,
+        latency: f.latency.summary(),
+        first_seen,
+        last_seen,
+        other,
+    }
+}

@@ -1,0 +1,128 @@
+//! The `dbwarden` binary, run as an operator would: `serve` on the embedded
+//! SQLite default, its shutdown on SIGTERM, its refusals, and `fingerprint`.
+
+use std::io::Read;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn dbwarden() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbwarden"));
+    cmd.env_remove("DBWARDEN_DATABASE_URL").env("RUST_LOG", "info").env("NO_COLOR", "1");
+    cmd
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn serve_watches_the_default_sqlite_database_and_logs_summaries() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let out = dbwarden()
+        .current_dir(dir.path())
+        .args(["serve", "--run-for", "2.5", "--probe-interval", "0.1", "--tick-interval", "0.2"])
+        .args(["--summary-interval", "1"])
+        .output()
+        .expect("run dbwarden serve");
+    let log = stderr(&out);
+    assert!(out.status.success(), "exit {:?}: {log}", out.status);
+    assert!(dir.path().join("dbwarden.db").exists(), "the embedded database is created on first start");
+    assert!(log.contains("dbwarden is watching the database"), "{log}");
+    assert!(log.contains("--run-for elapsed: shutting down"), "{log}");
+    let summaries: Vec<&str> = log.lines().filter(|l| l.contains("performance summary")).collect();
+    assert!(summaries.len() >= 2, "a summary each second and one at shutdown: {log}");
+    let last = summaries.last().copied().unwrap_or_default();
+    let queries: u64 =
+        last.split_whitespace().find_map(|f| f.strip_prefix("queries=")).and_then(|v| v.parse().ok()).unwrap_or(0);
+    assert!(queries >= 10, "the probe ran statements every 0.1 s: {last}");
+    assert!(last.contains("active_sessions=0"), "{last}");
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_stops_gracefully_on_sigterm() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("watched.db");
+    let mut child = dbwarden()
+        .args(["serve", "--probe-interval", "0.1", "--summary-interval", "3600"])
+        .arg("--database-url")
+        .arg(format!("sqlite://{}", db.display()))
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dbwarden serve");
+    let started = Instant::now();
+    while !db.exists() && started.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let kill = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
+    assert!(kill.success());
+    let status = child.wait().expect("wait");
+    let mut log = String::new();
+    child.stderr.take().expect("stderr").read_to_string(&mut log).expect("read stderr");
+    assert!(status.success(), "exit {status:?}: {log}");
+    assert!(log.contains("SIGTERM received: shutting down"), "{log}");
+    assert!(log.contains("performance summary"), "a last summary on the way out: {log}");
+}
+
+#[test]
+fn serve_refuses_what_it_cannot_watch_with_a_clear_message() {
+    let out = dbwarden()
+        .args(["serve", "--database-url", "postgres://app:topsecret@db.invalid/app", "--run-for", "1"])
+        .output()
+        .expect("run");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("dbwarden: `postgres://app:***@db.invalid/app` is not a SQLite URL"), "{err}");
+    assert!(!err.contains("topsecret"), "the password never reaches output: {err}");
+
+    let out = dbwarden().args(["serve", "--probe-interval=-3"]).output().expect("run");
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    assert!(stderr(&out).contains("--probe-interval"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_lists_exactly_the_commands_that_exist() {
+    let out = dbwarden().arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    let commands: Vec<&str> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap_or_default()
+        .split("Options:")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(commands, ["serve", "fingerprint", "help"], "{help}");
+}
+
+#[test]
+fn fingerprint_prints_the_normalized_statement_only() {
+    let out = dbwarden()
+        .args(["fingerprint", "select * from users where email = 'bob@example.com' and id in (1, 2, 3)"])
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(text.contains("SELECT * FROM users WHERE email = ? AND id IN (?)"), "{text}");
+    assert!(text.contains("select"), "{text}");
+    assert!(!text.contains("bob@example.com"), "{text}");
+
+    let mut child =
+        dbwarden().args(["fingerprint", "--json"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("spawn");
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"DELETE FROM sessions\nWHERE expires_at < 1700000000")
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["text"], "DELETE FROM sessions WHERE expires_at < ?");
+    assert_eq!(json["kind"], "delete");
+    assert_eq!(json["table"], "sessions");
+}
