@@ -4,12 +4,15 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error_class::ErrorClass;
-use crate::shard::{CachePadded, default_shard_count, shard_index};
+use crate::shard::{self, CachePadded, ShardSlot, default_shard_count, shard_slot};
+use std::sync::Mutex;
 
 /// Every counter the monitor keeps, by position in a [`Totals`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
 pub(crate) enum Counter {
+    /// Filled in from the query histogram's count by `Monitor::totals`, never
+    /// incremented: the histogram already counts every query.
     Queries,
     QueryErrors,
     SlowQueries,
@@ -91,23 +94,35 @@ type Block = CachePadded<[AtomicU64; COUNTERS]>;
 #[derive(Debug)]
 pub(crate) struct Counters {
     shards: Box<[Block]>,
+    /// What [`Counters::reset`] subtracts (owners write their shards with
+    /// plain stores, so shards are never zeroed from another thread).
+    baseline: Mutex<Totals>,
 }
 
 impl Counters {
     pub(crate) fn new() -> Self {
         let shards =
             (0..default_shard_count()).map(|_| CachePadded(std::array::from_fn(|_| AtomicU64::new(0)))).collect();
-        Counters { shards }
-    }
-
-    #[inline]
-    fn block(&self) -> &[AtomicU64; COUNTERS] {
-        &self.shards[shard_index(self.shards.len())].0
+        Counters { shards, baseline: Mutex::new(Totals::default()) }
     }
 
     #[inline]
     pub(crate) fn add(&self, c: Counter, n: u64) {
-        self.block()[c as usize].fetch_add(n, Ordering::Relaxed);
+        self.add_at(shard_slot(self.shards.len()), c as usize, n);
+    }
+
+    /// Adds as the holder of `slot` (from [`shard_slot`] with this shard count).
+    #[inline]
+    pub(crate) fn add_in(&self, slot: ShardSlot, c: Counter, n: u64) {
+        self.add_at(slot, c as usize, n);
+    }
+
+    #[inline]
+    fn add_at(&self, slot: ShardSlot, position: usize, n: u64) {
+        let slot = if shard::fits(slot, self.shards.len()) { slot } else { shard_slot(self.shards.len()) };
+        if let Some(cell) = self.shards.get(slot.index).and_then(|b| b.0.get(position)) {
+            shard::add(cell, n, slot);
+        }
     }
 
     #[inline]
@@ -116,10 +131,10 @@ impl Counters {
     }
 
     pub(crate) fn inc_class(&self, class: ErrorClass) {
-        self.block()[Counter::ErrorsByClass as usize + class.index()].fetch_add(1, Ordering::Relaxed);
+        self.add_at(shard_slot(self.shards.len()), Counter::ErrorsByClass as usize + class.index(), 1);
     }
 
-    pub(crate) fn totals(&self) -> Totals {
+    fn raw(&self) -> Totals {
         let mut out = Totals::default();
         for shard in self.shards.iter() {
             for (i, v) in shard.0.iter().enumerate() {
@@ -129,13 +144,17 @@ impl Counters {
         out
     }
 
-    /// Zeroes the counters whose positions `which` selects.
+    pub(crate) fn totals(&self) -> Totals {
+        self.raw().since(&self.baseline.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Zeroes, as readers see them, the counters whose positions `which` selects.
     pub(crate) fn reset(&self, which: impl Fn(usize) -> bool) {
-        for shard in self.shards.iter() {
-            for (i, v) in shard.0.iter().enumerate() {
-                if which(i) {
-                    v.store(0, Ordering::Relaxed);
-                }
+        let raw = self.raw();
+        let mut baseline = self.baseline.lock().unwrap_or_else(|e| e.into_inner());
+        for (i, b) in baseline.0.iter_mut().enumerate() {
+            if which(i) {
+                *b = raw.0[i];
             }
         }
     }

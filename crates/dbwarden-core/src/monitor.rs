@@ -28,6 +28,7 @@ use crate::rates::{RateHistory, WindowDelta};
 use crate::redact::redact_message;
 use crate::ring::Ring;
 use crate::rules::default_rules;
+use crate::shard::{ShardSlot, default_shard_count, shard_slot};
 use crate::signal::{Signal, TimedOperation, Window};
 use crate::trend::{TrendPoint, TrendState};
 
@@ -252,6 +253,8 @@ pub(crate) struct Inner {
     pub(crate) thresholds: RwLock<Arc<Thresholds>>,
     hot: HotThresholds,
     pub(crate) counters: Counters,
+    /// The shard count of every sharded structure, so one slot lookup serves all.
+    shards: usize,
     pub(crate) active_sessions: AtomicI64,
     pub(crate) peak_sessions: AtomicI64,
     pub(crate) in_flight_requests: AtomicI64,
@@ -365,6 +368,7 @@ impl MonitorBuilder {
                 thresholds: RwLock::new(Arc::new(self.thresholds)),
                 hot,
                 counters: Counters::new(),
+                shards: default_shard_count(),
                 active_sessions: AtomicI64::new(0),
                 peak_sessions: AtomicI64::new(0),
                 in_flight_requests: AtomicI64::new(0),
@@ -596,10 +600,11 @@ impl Monitor {
     /// returned or affected `rows` rows.
     #[inline]
     pub fn record_query(&self, sql: &str, duration: Duration, rows: u64, outcome: Outcome<'_>) {
-        let fingerprint = self.inner.queries.fingerprint(sql);
-        let slow = self.count_query(duration, rows, &outcome);
-        self.inner.queries.record(&fingerprint, duration, rows, outcome.class().is_some(), slow, || self.now());
-        if slow || outcome.class().is_some() {
+        let at = shard_slot(self.inner.shards);
+        let slow = self.count_query(at, duration, rows, &outcome);
+        let failed = outcome.class().is_some();
+        if let Some(fingerprint) = self.inner.queries.record_text(at, sql, duration, rows, failed, slow, || self.now())
+        {
             self.notable_query(&fingerprint, duration, rows, outcome, slow);
         }
     }
@@ -608,27 +613,27 @@ impl Monitor {
     /// [`Monitor::prepare`]: no hashing, no lookup, no lock.
     #[inline]
     pub fn record_prepared(&self, query: &PreparedQuery, duration: Duration, rows: u64, outcome: Outcome<'_>) {
-        let slow = self.count_query(duration, rows, &outcome);
-        self.inner.queries.record_prepared(query, duration, rows, outcome.class().is_some(), slow, || self.now());
+        let at = shard_slot(self.inner.shards);
+        let slow = self.count_query(at, duration, rows, &outcome);
+        self.inner.queries.record_prepared(at, query, duration, rows, outcome.class().is_some(), slow, || self.now());
         if slow || outcome.class().is_some() {
             self.notable_query(query.fingerprint(), duration, rows, outcome, slow);
         }
     }
 
     #[inline]
-    fn count_query(&self, duration: Duration, rows: u64, outcome: &Outcome<'_>) -> bool {
+    fn count_query(&self, at: ShardSlot, duration: Duration, rows: u64, outcome: &Outcome<'_>) -> bool {
         let c = &self.inner.counters;
-        c.inc(Counter::Queries);
         if rows != 0 {
-            c.add(Counter::QueryRows, rows);
+            c.add_in(at, Counter::QueryRows, rows);
         }
-        self.inner.histograms.query.record(duration);
+        self.inner.histograms.query.record_ns_at(at, nanos(duration));
         if outcome.class().is_some() {
-            c.inc(Counter::QueryErrors);
+            c.add_in(at, Counter::QueryErrors, 1);
         }
         let slow = HotThresholds::is_slow(&self.inner.hot.slow_query_ns, duration);
         if slow {
-            c.inc(Counter::SlowQueries);
+            c.add_in(at, Counter::SlowQueries, 1);
         }
         slow
     }
@@ -835,7 +840,7 @@ impl Monitor {
             );
         }
         self.inner.queries.touch(now);
-        let totals = self.inner.counters.totals();
+        let totals = self.totals();
         let latency = self.inner.histograms.query.snapshot();
         let notifications = {
             let mut state = self.state();
@@ -880,7 +885,7 @@ impl Monitor {
     /// The current value of `signal`, as the alert rules see it.
     pub fn signal_value(&self, signal: &Signal) -> Option<f64> {
         let now = self.now();
-        let totals = self.inner.counters.totals();
+        let totals = self.totals();
         let latency = self.inner.histograms.query.snapshot();
         let suspected = self.inner.checkouts.suspected();
         let state = self.state();
@@ -906,6 +911,14 @@ impl Monitor {
             self.active_sessions(),
             self.inner.in_flight_requests.load(Ordering::Relaxed).max(0) as u64,
         )
+    }
+
+    /// Every counter now. Queries are not counted separately on the hot path:
+    /// their number is the global query histogram's count.
+    pub(crate) fn totals(&self) -> Totals {
+        let mut totals = self.inner.counters.totals();
+        totals.0[Counter::Queries as usize] = self.inner.histograms.query.snapshot().count();
+        totals
     }
 
     /// Database sessions open now.
@@ -980,7 +993,7 @@ impl Monitor {
             inner.peak_sessions.store(inner.active_sessions.load(Ordering::Relaxed).max(0), Ordering::Relaxed);
             inner.peak_in_flight.store(inner.in_flight_requests.load(Ordering::Relaxed).max(0), Ordering::Relaxed);
         }
-        let totals = inner.counters.totals();
+        let totals = self.totals();
         let latency = inner.histograms.query.snapshot();
         let mut state = self.state();
         if metrics {

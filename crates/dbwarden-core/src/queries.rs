@@ -11,6 +11,7 @@
 //! the table's lock is only taken to find a slot, and not at all through a
 //! [`PreparedQuery`].
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::fingerprint::{Fingerprint, FingerprintCache, FingerprintId, StatementKind};
 use crate::histogram::{Histogram, HistogramConfig, HistogramSnapshot, LatencySummary};
-use crate::shard::{CachePadded, default_shard_count, shard_index};
+use crate::shard::{self, CachePadded, ShardSlot, default_shard_count, shard_slot};
 
 #[derive(Debug, Default)]
 struct SlotShard {
@@ -64,17 +65,20 @@ impl Slot {
     }
 
     #[inline]
-    fn record(&self, duration: Duration, rows: u64, failed: bool, slow: bool) {
-        self.latency.record(duration);
-        let shard = &self.shards[shard_index(self.shards.len())].0;
+    fn record(&self, at: ShardSlot, duration: Duration, rows: u64, failed: bool, slow: bool) {
+        let slot = if shard::fits(at, self.shards.len()) { at } else { shard_slot(self.shards.len()) };
+        self.latency.record_ns_at(slot, u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
+        let Some(cells) = self.shards.get(slot.index) else {
+            return;
+        };
         if rows != 0 {
-            shard.rows.fetch_add(rows, Ordering::Relaxed);
+            shard::add(&cells.rows, rows, slot);
         }
         if failed {
-            shard.errors.fetch_add(1, Ordering::Relaxed);
+            shard::add(&cells.errors, 1, slot);
         }
         if slow {
-            shard.slow.fetch_add(1, Ordering::Relaxed);
+            shard::add(&cells.slow, 1, slot);
         }
     }
 
@@ -211,9 +215,34 @@ struct Other {
     evicted_fingerprints: u64,
 }
 
+/// Entries in each thread's direct-mapped cache of raw text to slot.
+const FAST_ENTRIES: usize = 128;
+/// Longest raw text the thread-local cache keeps.
+const FAST_MAX_TEXT: usize = 512;
+
+/// One entry of the thread-local cache: the raw text and the slot it
+/// resolved to in one table.
+struct FastEntry {
+    hash: u64,
+    table: u64,
+    raw: Box<str>,
+    slot: Arc<Slot>,
+}
+
+thread_local! {
+    /// Each thread's cache of raw text to slot, so that recording a statement
+    /// by its text takes no lock: the shared fingerprint cache and the table
+    /// are only consulted on a miss.
+    static FAST: RefCell<Vec<Option<FastEntry>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Gives each table an id for the thread-local caches.
+static NEXT_TABLE_ID: AtomicU64 = AtomicU64::new(1);
+
 /// The top-K table with its fingerprint cache.
 #[derive(Debug)]
 pub(crate) struct QueryStats {
+    id: u64,
     cache: FingerprintCache,
     table: RwLock<Table>,
     other: Mutex<Other>,
@@ -229,6 +258,7 @@ fn eviction_batch(capacity: usize) -> usize {
 impl QueryStats {
     pub(crate) fn new(capacity: usize, cache_capacity: usize, started: Timestamp) -> Self {
         QueryStats {
+            id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
             cache: FingerprintCache::new(cache_capacity),
             table: RwLock::new(Table::default()),
             other: Mutex::new(Other::default()),
@@ -246,10 +276,61 @@ impl QueryStats {
         PreparedQuery { slot: self.slot(self.cache.get(sql), now) }
     }
 
+    /// Records one execution of the statement `sql`; returns its fingerprint
+    /// when `notable` (the caller reports it), `None` otherwise so the common
+    /// path clones nothing.
+    #[inline]
+    pub(crate) fn record_text(
+        &self,
+        at: ShardSlot,
+        sql: &str,
+        duration: Duration,
+        rows: u64,
+        failed: bool,
+        slow: bool,
+        now: impl FnOnce() -> Timestamp,
+    ) -> Option<Arc<Fingerprint>> {
+        let notable = failed || slow;
+        let hash = xxhash_rust::xxh3::xxh3_64(sql.as_bytes());
+        if sql.len() <= FAST_MAX_TEXT {
+            let hit = FAST.try_with(|fast| {
+                let fast = fast.borrow();
+                let entry = fast.get(hash as usize % FAST_ENTRIES)?.as_ref()?;
+                let valid = entry.hash == hash
+                    && entry.table == self.id
+                    && &*entry.raw == sql
+                    && !entry.slot.evicted.load(Ordering::Relaxed);
+                valid.then(|| {
+                    entry.slot.record(at, duration, rows, failed, slow);
+                    notable.then(|| entry.slot.fingerprint.clone())
+                })
+            });
+            if let Ok(Some(fingerprint)) = hit {
+                return fingerprint;
+            }
+        }
+        let slot = self.slot(self.cache.get(sql), now());
+        slot.record(at, duration, rows, failed, slow);
+        let fingerprint = notable.then(|| slot.fingerprint.clone());
+        if sql.len() <= FAST_MAX_TEXT {
+            let _ = FAST.try_with(|fast| {
+                if let Ok(mut fast) = fast.try_borrow_mut() {
+                    if fast.is_empty() {
+                        fast.resize_with(FAST_ENTRIES, || None);
+                    }
+                    fast[hash as usize % FAST_ENTRIES] =
+                        Some(FastEntry { hash, table: self.id, raw: sql.into(), slot });
+                }
+            });
+        }
+        fingerprint
+    }
+
     /// Records one execution of `fingerprint`.
     #[inline]
     pub(crate) fn record(
         &self,
+        at: ShardSlot,
         fingerprint: &Arc<Fingerprint>,
         duration: Duration,
         rows: u64,
@@ -260,16 +341,17 @@ impl QueryStats {
         {
             let table = self.table.read().unwrap_or_else(|e| e.into_inner());
             if let Some(slot) = table.slots.get(&fingerprint.id()) {
-                slot.record(duration, rows, failed, slow);
+                slot.record(at, duration, rows, failed, slow);
                 return;
             }
         }
-        self.slot(fingerprint.clone(), now()).record(duration, rows, failed, slow);
+        self.slot(fingerprint.clone(), now()).record(at, duration, rows, failed, slow);
     }
 
     #[inline]
     pub(crate) fn record_prepared(
         &self,
+        at: ShardSlot,
         query: &PreparedQuery,
         duration: Duration,
         rows: u64,
@@ -278,9 +360,9 @@ impl QueryStats {
         now: impl FnOnce() -> Timestamp,
     ) {
         if !query.slot.evicted.load(Ordering::Relaxed) {
-            query.slot.record(duration, rows, failed, slow);
+            query.slot.record(at, duration, rows, failed, slow);
         } else {
-            self.record(&query.slot.fingerprint, duration, rows, failed, slow, now);
+            self.record(at, &query.slot.fingerprint, duration, rows, failed, slow, now);
         }
     }
 

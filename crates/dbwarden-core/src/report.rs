@@ -382,7 +382,7 @@ impl Monitor {
     pub fn snapshot(&self) -> MetricsSnapshot {
         let now = self.now();
         let inner = &self.inner;
-        let t = inner.counters.totals();
+        let t = self.totals();
         let h = &inner.histograms;
         let query_latency = h.query.snapshot();
         let session_duration = h.session_duration.snapshot();
@@ -533,7 +533,7 @@ impl Monitor {
     /// Errors over `window`: rates by class, recurring patterns, recent errors.
     pub fn errors(&self, window: Window) -> ErrorReport {
         let now = self.now();
-        let t = self.inner.counters.totals();
+        let t = self.totals();
         let latency = self.inner.histograms.query.snapshot();
         let state = self.state();
         let d = self.window(&state, window, now, &t, &latency);

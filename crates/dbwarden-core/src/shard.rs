@@ -1,21 +1,27 @@
-//! Sharding primitives for hot counters: cache-line padding, a per-thread
-//! shard index and a sharded `u64` counter.
+//! Sharding primitives for hot counters: cache-line padding, and the calling
+//! thread's [`ShardSlot`].
 //!
 //! dbwarden increments a handful of counters on every database query the
-//! application makes. A single `AtomicU64` shared by every thread turns each
-//! increment into a cache-line transfer between cores, which is slower than the
-//! query bookkeeping itself once two or more threads record at the same time.
-//! Instead each counter is split into a small power-of-two number of shards,
-//! each on its own cache line; a thread always writes to "its" shard (chosen
-//! once per thread, round-robin) with a relaxed atomic add, and readers sum
-//! the shards. Writes stay uncontended in the common case and never take a
-//! lock; reads are rare (scrapes, snapshots) and pay the summing cost.
+//! application makes. One `AtomicU64` shared by every thread turns each
+//! increment into a cache-line transfer between cores; even uncontended, a
+//! locked read-modify-write costs several nanoseconds, more than the rest of
+//! the bookkeeping. So every hot structure is split into shards, each on its
+//! own cache lines, and each live thread *owns* one shard: thread *g* (a
+//! dense id claimed on first use and given back when the thread exits) is
+//! the only writer of shard *g*, and writes it with a plain load and store.
+//! Threads beyond the shard count share the last shard and write it with
+//! atomic read-modify-writes. Readers sum the shards with relaxed loads.
+//!
+//! Because owners write with plain stores, nobody else may store into an
+//! owned shard: structures reset themselves by remembering a baseline to
+//! subtract, never by zeroing shards from another thread.
 
 use std::cell::Cell;
-use std::fmt;
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ops::{Deref, DerefMut};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// Pads and aligns a value to 128 bytes so two shards never share a cache
 /// line.
@@ -53,242 +59,241 @@ impl<T> DerefMut for CachePadded<T> {
 }
 
 /// Smallest shard count [`default_shard_count`] returns.
-const MIN_DEFAULT_SHARDS: usize = 2;
+const MIN_DEFAULT_SHARDS: usize = 4;
 /// Largest shard count [`default_shard_count`] returns.
-const MAX_DEFAULT_SHARDS: usize = 32;
+const MAX_DEFAULT_SHARDS: usize = 64;
 /// Largest shard count accepted by [`normalize_shard_count`].
 const MAX_SHARDS: usize = 1024;
 
-/// Number of shards to use for a hot counter: twice the available
-/// parallelism, rounded up to a power of two and clamped to `2..=32`.
+/// Number of shards for a hot structure: twice the available parallelism
+/// plus the shared overflow shard, clamped to `4..=64`.
 ///
-/// Twice the core count keeps the chance that two running threads share a
-/// shard low even though shards are assigned round-robin rather than per
-/// core. The value is computed once per process and cached (the
-/// underlying `available_parallelism` call can read files on Linux); if the
-/// parallelism cannot be determined, 4 cores are assumed.
+/// Twice the core count leaves room for a runtime's worker threads and a
+/// few others to each own a shard. The value is computed once per process
+/// (`available_parallelism` can read files on Linux); if the parallelism
+/// cannot be determined, 4 cores are assumed.
 pub fn default_shard_count() -> usize {
     static COUNT: OnceLock<usize> = OnceLock::new();
     *COUNT.get_or_init(|| {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(4);
-        cores
-            .saturating_mul(2)
-            .checked_next_power_of_two()
-            .unwrap_or(MAX_DEFAULT_SHARDS)
-            .clamp(MIN_DEFAULT_SHARDS, MAX_DEFAULT_SHARDS)
+        cores.saturating_mul(2).saturating_add(1).clamp(MIN_DEFAULT_SHARDS, MAX_DEFAULT_SHARDS)
     })
 }
 
 /// Turns a requested shard count into a usable one: `0` means
-/// [`default_shard_count`], anything else is rounded up to a power of two and
-/// capped at 1024.
+/// [`default_shard_count`]; anything else is capped at 1024.
 pub fn normalize_shard_count(requested: usize) -> usize {
-    if requested == 0 {
-        return default_shard_count();
-    }
-    requested.min(MAX_SHARDS).checked_next_power_of_two().unwrap_or(MAX_SHARDS)
+    if requested == 0 { default_shard_count() } else { requested.min(MAX_SHARDS) }
 }
 
-/// Next per-thread id to hand out.
-static NEXT_THREAD_ID: AtomicUsize = AtomicUsize::new(0);
+/// Ids given back by exited threads, smallest first, so ids stay dense.
+static FREE_IDS: Mutex<BinaryHeap<Reverse<usize>>> = Mutex::new(BinaryHeap::new());
+/// The next id never handed out.
+static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+
+/// `THREAD_ID` before the thread's first claim.
+const UNCLAIMED: usize = usize::MAX - 1;
+/// `THREAD_ID` once the thread gave its id back (it is exiting).
+const RELEASED: usize = usize::MAX;
 
 thread_local! {
-    /// This thread's id, `usize::MAX` until first use.
-    static THREAD_ID: Cell<usize> = const { Cell::new(usize::MAX) };
+    /// The calling thread's id. A `const` cell without a destructor, so
+    /// reading it is a single thread-local load on the hot path.
+    static THREAD_ID: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    /// Gives the id back when the thread exits.
+    static ID_GUARD: IdGuard = const { IdGuard(Cell::new(RELEASED)) };
 }
 
-/// The calling thread's id for sharding: handed out round-robin on first use.
-#[inline]
-fn thread_id() -> usize {
-    THREAD_ID
-        .try_with(|id| {
-            let current = id.get();
-            if current != usize::MAX {
-                current
-            } else {
-                let fresh = NEXT_THREAD_ID.fetch_add(1, Ordering::Relaxed) & (usize::MAX >> 1);
-                id.set(fresh);
-                fresh
-            }
-        })
-        // Only during thread-local destruction at thread exit; any shard is
-        // correct, just possibly contended.
-        .unwrap_or(0)
+struct IdGuard(Cell<usize>);
+
+impl Drop for IdGuard {
+    fn drop(&mut self) {
+        let id = self.0.get();
+        if id != RELEASED {
+            // From here on the thread writes only the shared shard, so the
+            // id can go to a new thread.
+            THREAD_ID.with(|cell| cell.set(RELEASED));
+            FREE_IDS.lock().unwrap_or_else(|e| e.into_inner()).push(Reverse(id));
+        }
+    }
 }
 
-/// The calling thread's shard index for a power-of-two `shard_count`.
-///
-/// Each thread gets an id the first time it asks (a global counter handed out
-/// round-robin, so the first `shard_count` threads to record land on distinct
-/// shards); the index is that id masked by `shard_count - 1`. After the first
-/// call this costs one thread-local read. `shard_count` must be a power of two
-/// (see [`normalize_shard_count`]); otherwise the result is still
-/// `< shard_count` when `shard_count > 0` but shards are used unevenly, and it
-/// is `0` when `shard_count == 0`.
-#[inline]
-pub fn shard_index(shard_count: usize) -> usize {
-    let id = thread_id();
-    if shard_count.is_power_of_two() {
-        id & (shard_count - 1)
-    } else if shard_count == 0 {
-        0
+#[cold]
+fn claim_id() -> usize {
+    let reused = FREE_IDS.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let id = reused.map_or_else(|| NEXT_ID.fetch_add(1, Ordering::Relaxed), |Reverse(id)| id);
+    if ID_GUARD.try_with(|guard| guard.0.set(id)).is_ok() {
+        THREAD_ID.with(|cell| cell.set(id));
+        id
     } else {
-        id % shard_count
+        // The thread is already exiting: it cannot give the id back later,
+        // so it does not take one.
+        FREE_IDS.lock().unwrap_or_else(|e| e.into_inner()).push(Reverse(id));
+        THREAD_ID.with(|cell| cell.set(RELEASED));
+        RELEASED
     }
 }
 
-/// A sharded `u64` counter: [`add`](Self::add) writes the calling thread's
-/// shard with a relaxed atomic add, [`sum`](Self::sum) adds up all shards.
-///
-/// Each shard wraps on overflow (after 2^64 increments, which does not
-/// happen in practice); `sum` saturates at `u64::MAX`. A `sum` taken while
-/// other threads add is not a point-in-time value, but every completed `add`
-/// is visible to a later `sum` on the same thread and eventually to all
-/// threads.
-pub struct ShardedCounter {
-    shards: Box<[CachePadded<AtomicU64>]>,
-    mask: usize,
+/// Which shard the calling thread writes, and whether it owns it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardSlot {
+    /// The shard to write.
+    pub index: usize,
+    /// Whether the calling thread is that shard's only writer.
+    pub exclusive: bool,
 }
 
-impl ShardedCounter {
-    /// A zeroed counter with `shards` shards (see [`normalize_shard_count`]:
-    /// `0` means [`default_shard_count`], others are rounded up to a power of
-    /// two).
-    pub fn new(shards: usize) -> Self {
-        let count = normalize_shard_count(shards);
-        let shards = (0..count).map(|_| CachePadded::new(AtomicU64::new(0))).collect::<Vec<_>>().into_boxed_slice();
-        ShardedCounter { shards, mask: count - 1 }
+/// The calling thread's slot in a structure of `shard_count` shards: its own
+/// shard when its id is below `shard_count - 1`, else the shared last shard.
+/// One thread-local read after the first call.
+#[inline]
+pub fn shard_slot(shard_count: usize) -> ShardSlot {
+    let mut id = THREAD_ID.with(Cell::get);
+    if id == UNCLAIMED {
+        id = claim_id();
     }
+    if id < shard_count.saturating_sub(1) {
+        ShardSlot { index: id, exclusive: true }
+    } else {
+        ShardSlot { index: shard_count.saturating_sub(1), exclusive: false }
+    }
+}
 
-    /// Adds `n` on the calling thread's shard.
-    #[inline]
-    pub fn add(&self, n: u64) {
-        let index = shard_index(self.mask + 1) & self.mask;
-        if let Some(shard) = self.shards.get(index) {
-            shard.fetch_add(n, Ordering::Relaxed);
+/// Whether `slot` may be used on a structure of `shard_count` shards: an
+/// exclusive slot must name an owned shard, a shared one the last shard.
+#[inline]
+pub fn fits(slot: ShardSlot, shard_count: usize) -> bool {
+    if slot.exclusive { slot.index + 1 < shard_count } else { slot.index + 1 == shard_count }
+}
+
+/// Adds `n` to `cell` as the holder of `slot`: a plain load and store when
+/// the slot is exclusive, an atomic add otherwise.
+#[inline]
+pub fn add(cell: &AtomicU64, n: u64, slot: ShardSlot) {
+    if slot.exclusive {
+        cell.store(cell.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    } else {
+        cell.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// Raises `cell` to `v` if `v` is larger, as the holder of `slot`.
+#[inline]
+pub fn raise(cell: &AtomicU64, v: u64, slot: ShardSlot) {
+    if v > cell.load(Ordering::Relaxed) {
+        if slot.exclusive {
+            cell.store(v, Ordering::Relaxed);
+        } else {
+            cell.fetch_max(v, Ordering::Relaxed);
         }
     }
+}
 
-    /// Adds one on the calling thread's shard.
-    #[inline]
-    pub fn inc(&self) {
-        self.add(1);
-    }
-
-    /// The sum over all shards (saturating at `u64::MAX`).
-    pub fn sum(&self) -> u64 {
-        self.shards.iter().fold(0u64, |acc, s| acc.saturating_add(s.load(Ordering::Relaxed)))
-    }
-
-    /// Sets every shard to zero. Adds that race with the reset may be kept
-    /// or lost.
-    pub fn reset(&self) {
-        for shard in self.shards.iter() {
-            shard.store(0, Ordering::Relaxed);
+/// Lowers `cell` to `v` if `v` is smaller, as the holder of `slot`.
+#[inline]
+pub fn lower(cell: &AtomicU64, v: u64, slot: ShardSlot) {
+    if v < cell.load(Ordering::Relaxed) {
+        if slot.exclusive {
+            cell.store(v, Ordering::Relaxed);
+        } else {
+            cell.fetch_min(v, Ordering::Relaxed);
         }
-    }
-
-    /// The number of shards.
-    pub fn shard_count(&self) -> usize {
-        self.shards.len()
-    }
-}
-
-impl Default for ShardedCounter {
-    /// A zeroed counter with [`default_shard_count`] shards.
-    fn default() -> Self {
-        ShardedCounter::new(0)
-    }
-}
-
-impl fmt::Debug for ShardedCounter {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ShardedCounter").field("sum", &self.sum()).field("shards", &self.shards.len()).finish()
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use std::sync::{Arc, Barrier};
 
     #[test]
-    fn cache_padded_is_128_aligned() {
+    fn cache_padded_is_128_byte_aligned() {
         assert_eq!(std::mem::align_of::<CachePadded<u8>>(), 128);
-        assert_eq!(std::mem::size_of::<CachePadded<AtomicU64>>(), 128);
-        let mut p = CachePadded::new(5u32);
-        *p += 1;
-        assert_eq!(*p, 6);
-        assert_eq!(p.into_inner(), 6);
+        let values = [CachePadded::new(1u64), CachePadded::new(2u64)];
+        let a = &values[0] as *const _ as usize;
+        let b = &values[1] as *const _ as usize;
+        assert_eq!(b - a, 128);
     }
 
     #[test]
-    fn default_shard_count_is_power_of_two_in_range() {
+    fn default_shard_count_is_in_range() {
         let n = default_shard_count();
-        assert!(n.is_power_of_two());
         assert!((MIN_DEFAULT_SHARDS..=MAX_DEFAULT_SHARDS).contains(&n));
-        assert_eq!(n, default_shard_count());
+        assert_eq!(normalize_shard_count(0), n);
+        assert_eq!(normalize_shard_count(5000), MAX_SHARDS);
     }
 
     #[test]
-    fn normalize_rounds_up() {
-        assert_eq!(normalize_shard_count(0), default_shard_count());
-        assert_eq!(normalize_shard_count(1), 1);
-        assert_eq!(normalize_shard_count(3), 4);
-        assert_eq!(normalize_shard_count(8), 8);
-        assert_eq!(normalize_shard_count(usize::MAX), MAX_SHARDS);
-    }
-
-    #[test]
-    fn shard_index_is_stable_and_in_range() {
-        for count in [1usize, 2, 4, 8, 32] {
-            let a = shard_index(count);
-            assert!(a < count);
-            assert_eq!(a, shard_index(count));
-        }
-        assert_eq!(shard_index(0), 0);
-        assert!(shard_index(3) < 3);
-    }
-
-    #[test]
-    fn threads_spread_round_robin() {
-        let ids: Vec<usize> =
-            (0..8).map(|_| std::thread::spawn(thread_id)).map(|h| h.join().expect("thread panicked")).collect();
-        let mut sorted = ids.clone();
-        sorted.sort_unstable();
-        sorted.dedup();
-        assert_eq!(sorted.len(), ids.len(), "each thread gets its own id");
-    }
-
-    #[test]
-    fn counter_sums_across_threads() {
-        let counter = Arc::new(ShardedCounter::new(4));
-        assert_eq!(counter.shard_count(), 4);
-        let handles: Vec<_> = (0..4)
+    fn live_threads_own_distinct_shards() {
+        let threads = 3;
+        let barrier = Arc::new(Barrier::new(threads));
+        let slots: Vec<ShardSlot> = (0..threads)
             .map(|_| {
-                let c = Arc::clone(&counter);
+                let barrier = barrier.clone();
                 std::thread::spawn(move || {
+                    let slot = shard_slot(1024);
+                    barrier.wait(); // all alive at once
+                    slot
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect();
+        for (i, a) in slots.iter().enumerate() {
+            assert!(a.exclusive);
+            for b in &slots[i + 1..] {
+                assert_ne!(a.index, b.index, "two live threads own one shard");
+            }
+        }
+    }
+
+    #[test]
+    fn a_structure_too_small_for_the_thread_uses_the_shared_shard() {
+        assert_eq!(shard_slot(1), ShardSlot { index: 0, exclusive: false });
+        assert_eq!(shard_slot(0), ShardSlot { index: 0, exclusive: false });
+    }
+
+    #[test]
+    fn exited_threads_give_their_id_back() {
+        let first = std::thread::spawn(|| shard_slot(1 << 20).index).join().unwrap();
+        let second = std::thread::spawn(|| shard_slot(1 << 20).index).join().unwrap();
+        // Other tests run threads concurrently, so only density can be checked.
+        assert!(second <= first.max(64), "ids are reused: {first} then {second}");
+    }
+
+    #[test]
+    fn shared_and_exclusive_adds_sum_exactly() {
+        let cells: Arc<Vec<AtomicU64>> = Arc::new((0..4).map(|_| AtomicU64::new(0)).collect());
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                let cells = cells.clone();
+                std::thread::spawn(move || {
+                    let slot = shard_slot(cells.len());
                     for _ in 0..10_000 {
-                        c.inc();
+                        add(&cells[slot.index], 1, slot);
                     }
-                    c.add(5);
                 })
             })
             .collect();
         for h in handles {
-            h.join().expect("thread panicked");
+            h.join().unwrap();
         }
-        assert_eq!(counter.sum(), 4 * 10_005);
-        counter.reset();
-        assert_eq!(counter.sum(), 0);
-        assert!(format!("{counter:?}").contains("sum: 0"));
+        let total: u64 = cells.iter().map(|c| c.load(Ordering::Relaxed)).sum();
+        assert_eq!(total, 80_000);
     }
 
     #[test]
-    fn default_counter_uses_default_shards() {
-        let c = ShardedCounter::default();
-        assert_eq!(c.shard_count(), default_shard_count());
-        c.add(3);
-        assert_eq!(c.sum(), 3);
+    fn raise_and_lower_keep_extremes() {
+        let max = AtomicU64::new(0);
+        let min = AtomicU64::new(u64::MAX);
+        for slot in [ShardSlot { index: 0, exclusive: true }, ShardSlot { index: 0, exclusive: false }] {
+            for v in [5, 3, 9, 1] {
+                raise(&max, v, slot);
+                lower(&min, v, slot);
+            }
+        }
+        assert_eq!((max.load(Ordering::Relaxed), min.load(Ordering::Relaxed)), (9, 1));
     }
 }

@@ -428,3 +428,19 @@ fn trend_points_close_every_interval_and_are_bounded() {
     assert!(trend.windows(2).all(|w| w[0].at < w[1].at));
     assert!((trend[2].pool_utilization_avg - 0.5).abs() < 1e-9);
 }
+
+#[test]
+fn monitors_recording_the_same_text_keep_their_own_figures() {
+    let (a, _) = monitor();
+    let (b, _) = monitor();
+    for i in 0..30 {
+        let target = if i % 3 == 0 { &b } else { &a };
+        target.record_query("SELECT * FROM shared WHERE id = 1", ms(1), 1, Outcome::Success);
+    }
+    assert_eq!(a.top_queries(QuerySort::Calls, 10)[0].calls, 20);
+    assert_eq!(b.top_queries(QuerySort::Calls, 10)[0].calls, 10);
+    a.reset(ResetScope::Metrics);
+    a.record_query("SELECT * FROM shared WHERE id = 1", ms(1), 1, Outcome::Success);
+    assert_eq!(a.top_queries(QuerySort::Calls, 10)[0].calls, 1, "a reset table is not fed through stale cache entries");
+    assert_eq!(b.top_queries(QuerySort::Calls, 10)[0].calls, 10);
+}
