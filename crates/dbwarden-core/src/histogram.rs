@@ -361,6 +361,13 @@ impl Histogram {
         *self.baseline.lock().unwrap_or_else(|e| e.into_inner()) = Some(raw);
     }
 
+    /// The sum of every value ever recorded, in nanoseconds, ignoring
+    /// [`reset`](Self::reset): a cheap reading (one load per shard) for
+    /// noticing activity, not for reporting.
+    pub fn lifetime_sum_ns(&self) -> u128 {
+        self.shards.iter().map(|s| u128::from(s.sum_ns.load(Ordering::Relaxed))).sum()
+    }
+
     /// The number of shards.
     pub fn shard_count(&self) -> usize {
         self.shards.len()
