@@ -23,7 +23,7 @@ use crate::fingerprint::Fingerprint;
 use crate::histogram::{Histogram, HistogramConfig, HistogramSnapshot};
 use crate::keyed::KeyedStats;
 use crate::patterns::ErrorPatterns;
-use crate::queries::{PreparedQuery, QueryStats};
+use crate::queries::{Execution, PreparedQuery, QueryStats};
 use crate::rates::{RateHistory, WindowDelta};
 use crate::redact::redact_message;
 use crate::ring::Ring;
@@ -603,8 +603,8 @@ impl Monitor {
         let at = shard_slot(self.inner.shards);
         let slow = self.count_query(at, duration, rows, &outcome);
         let failed = outcome.class().is_some();
-        if let Some(fingerprint) = self.inner.queries.record_text(at, sql, duration, rows, failed, slow, || self.now())
-        {
+        let e = Execution { at, duration, rows, failed, slow };
+        if let Some(fingerprint) = self.inner.queries.record_text(sql, e, || self.now()) {
             self.notable_query(&fingerprint, duration, rows, outcome, slow);
         }
     }
@@ -615,8 +615,9 @@ impl Monitor {
     pub fn record_prepared(&self, query: &PreparedQuery, duration: Duration, rows: u64, outcome: Outcome<'_>) {
         let at = shard_slot(self.inner.shards);
         let slow = self.count_query(at, duration, rows, &outcome);
-        self.inner.queries.record_prepared(at, query, duration, rows, outcome.class().is_some(), slow, || self.now());
-        if slow || outcome.class().is_some() {
+        let failed = outcome.class().is_some();
+        self.inner.queries.record_prepared(query, Execution { at, duration, rows, failed, slow }, || self.now());
+        if slow || failed {
             self.notable_query(query.fingerprint(), duration, rows, outcome, slow);
         }
     }

@@ -25,6 +25,17 @@ use crate::fingerprint::{Fingerprint, FingerprintCache, FingerprintId, Statement
 use crate::histogram::{Histogram, HistogramConfig, HistogramSnapshot, LatencySummary};
 use crate::shard::{self, CachePadded, ShardSlot, default_shard_count, shard_slot};
 
+/// One execution's figures, as the recording paths pass them along.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Execution {
+    /// The recording thread's shard slot.
+    pub(crate) at: ShardSlot,
+    pub(crate) duration: Duration,
+    pub(crate) rows: u64,
+    pub(crate) failed: bool,
+    pub(crate) slow: bool,
+}
+
 #[derive(Debug, Default)]
 struct SlotShard {
     errors: AtomicU64,
@@ -67,7 +78,8 @@ impl Slot {
     }
 
     #[inline]
-    fn record(&self, at: ShardSlot, duration: Duration, rows: u64, failed: bool, slow: bool) {
+    fn record(&self, e: Execution) {
+        let Execution { at, duration, rows, failed, slow } = e;
         let slot = if shard::fits(at, self.shards.len()) { at } else { shard_slot(self.shards.len()) };
         self.latency.record_ns_at(slot, u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX));
         let Some(cells) = self.shards.get(slot.index) else {
@@ -284,15 +296,11 @@ impl QueryStats {
     #[inline]
     pub(crate) fn record_text(
         &self,
-        at: ShardSlot,
         sql: &str,
-        duration: Duration,
-        rows: u64,
-        failed: bool,
-        slow: bool,
+        e: Execution,
         now: impl FnOnce() -> Timestamp,
     ) -> Option<Arc<Fingerprint>> {
-        let notable = failed || slow;
+        let notable = e.failed || e.slow;
         let hash = xxhash_rust::xxh3::xxh3_64(sql.as_bytes());
         if sql.len() <= FAST_MAX_TEXT {
             let hit = FAST.try_with(|fast| {
@@ -303,7 +311,7 @@ impl QueryStats {
                     && &*entry.raw == sql
                     && !entry.slot.evicted.load(Ordering::Relaxed);
                 valid.then(|| {
-                    entry.slot.record(at, duration, rows, failed, slow);
+                    entry.slot.record(e);
                     notable.then(|| entry.slot.fingerprint.clone())
                 })
             });
@@ -312,7 +320,7 @@ impl QueryStats {
             }
         }
         let slot = self.slot(self.cache.get(sql), now());
-        slot.record(at, duration, rows, failed, slow);
+        slot.record(e);
         let fingerprint = notable.then(|| slot.fingerprint.clone());
         if sql.len() <= FAST_MAX_TEXT {
             let _ = FAST.try_with(|fast| {
@@ -330,41 +338,23 @@ impl QueryStats {
 
     /// Records one execution of `fingerprint`.
     #[inline]
-    pub(crate) fn record(
-        &self,
-        at: ShardSlot,
-        fingerprint: &Arc<Fingerprint>,
-        duration: Duration,
-        rows: u64,
-        failed: bool,
-        slow: bool,
-        now: impl FnOnce() -> Timestamp,
-    ) {
+    pub(crate) fn record(&self, fingerprint: &Arc<Fingerprint>, e: Execution, now: impl FnOnce() -> Timestamp) {
         {
             let table = self.table.read().unwrap_or_else(|e| e.into_inner());
             if let Some(slot) = table.slots.get(&fingerprint.id()) {
-                slot.record(at, duration, rows, failed, slow);
+                slot.record(e);
                 return;
             }
         }
-        self.slot(fingerprint.clone(), now()).record(at, duration, rows, failed, slow);
+        self.slot(fingerprint.clone(), now()).record(e);
     }
 
     #[inline]
-    pub(crate) fn record_prepared(
-        &self,
-        at: ShardSlot,
-        query: &PreparedQuery,
-        duration: Duration,
-        rows: u64,
-        failed: bool,
-        slow: bool,
-        now: impl FnOnce() -> Timestamp,
-    ) {
+    pub(crate) fn record_prepared(&self, query: &PreparedQuery, e: Execution, now: impl FnOnce() -> Timestamp) {
         if !query.slot.evicted.load(Ordering::Relaxed) {
-            query.slot.record(at, duration, rows, failed, slow);
+            query.slot.record(e);
         } else {
-            self.record(at, &query.slot.fingerprint, duration, rows, failed, slow, now);
+            self.record(&query.slot.fingerprint, e, now);
         }
     }
 
