@@ -172,23 +172,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_rules_are_valid_and_cover_every_required_type() {
+    fn default_rules_are_valid_and_cover_every_alert_type() {
         let rules = default_rules(&Thresholds::default());
         for rule in &rules {
             rule.validate().unwrap();
         }
-        for required in [
-            AlertType::ConnectionFailure,
-            AlertType::PoolExhaustion,
-            AlertType::SlowQuery,
-            AlertType::HighErrorRate,
-            AlertType::TransactionTimeout,
-            AlertType::Deadlock,
-            AlertType::PerformanceDegradation,
-            AlertType::HighRecoveryRate,
-            AlertType::ExcessiveActiveSessions,
-            AlertType::ConnectionLeak,
-        ] {
+        for required in AlertType::ALL {
             assert!(rules.iter().any(|r| r.alert_type == required), "no rule for {required:?}");
         }
     }
