@@ -8,6 +8,13 @@
 //! is added to a score that decays by half at each round
 //! so that fingerprints that were busy long ago give way to today's.
 //!
+//! A full table admits a new fingerprint only when it comes back: its first
+//! executions are counted in "other", and it takes a slot at its second miss
+//! within a bounded window of candidates (the doorkeeper of TinyLFU). So a
+//! stream of one-off statements, or a cycle through more statements than the
+//! table holds, fills "other" without evicting anything, while a new busy
+//! statement gets its own row at once.
+//!
 //! The hot path records into a slot's own sharded histogram and counters;
 //! the table's lock is only taken to find a slot, and not at all through a
 //! [`PreparedQuery`].
@@ -217,10 +224,29 @@ impl QueryStat {
     }
 }
 
-#[derive(Debug, Default)]
+/// Misses a fingerprint needs, while the table is full, before it is admitted.
+const ADMIT_AFTER: u8 = 2;
+/// Candidates remembered per table slot; past that the window starts over.
+const CANDIDATES_PER_SLOT: usize = 4;
+
+#[derive(Debug)]
 struct Table {
     slots: HashMap<FingerprintId, Arc<Slot>>,
     round: u64,
+    /// Fingerprints that missed while the table was full, with their misses.
+    candidates: HashMap<FingerprintId, u8>,
+    /// Where executions of fingerprints not (yet) admitted are recorded. It
+    /// is marked evicted so that prepared handles and thread-local caches
+    /// never keep pointing at it: they look their fingerprint up again.
+    unadmitted: Arc<Slot>,
+}
+
+impl Table {
+    fn new(now: Timestamp) -> Self {
+        let unadmitted = Slot::new(Arc::new(Fingerprint::other()), now, 0);
+        unadmitted.evicted.store(true, Ordering::Relaxed);
+        Table { slots: HashMap::new(), round: 0, candidates: HashMap::new(), unadmitted: Arc::new(unadmitted) }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -274,7 +300,7 @@ impl QueryStats {
         QueryStats {
             id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
             cache: FingerprintCache::new(cache_capacity),
-            table: RwLock::new(Table::default()),
+            table: RwLock::new(Table::new(started)),
             other: Mutex::new(Other::default()),
             capacity: capacity.max(1),
             started,
@@ -319,10 +345,13 @@ impl QueryStats {
                 return fingerprint;
             }
         }
-        let slot = self.slot(self.cache.get(sql), now());
+        let fingerprint = self.cache.get(sql);
+        let slot = self.slot(fingerprint.clone(), now());
         slot.record(e);
-        let fingerprint = notable.then(|| slot.fingerprint.clone());
-        if sql.len() <= FAST_MAX_TEXT {
+        let fingerprint = notable.then_some(fingerprint);
+        // A text counted in "other" is not cached: its next execution must
+        // reach the table again to be admitted.
+        if sql.len() <= FAST_MAX_TEXT && !slot.evicted.load(Ordering::Relaxed) {
             let _ = FAST.try_with(|fast| {
                 if let Ok(mut fast) = fast.try_borrow_mut() {
                     if fast.is_empty() {
@@ -370,6 +399,15 @@ impl QueryStats {
             return slot.clone();
         }
         if table.slots.len() >= self.capacity {
+            let misses = table.candidates.entry(id).or_insert(0);
+            *misses = misses.saturating_add(1);
+            if *misses < ADMIT_AFTER {
+                if table.candidates.len() > CANDIDATES_PER_SLOT * self.capacity {
+                    table.candidates.clear();
+                }
+                return table.unadmitted.clone();
+            }
+            table.candidates.remove(&id);
             self.evict(&mut table);
         }
         let slot = Arc::new(Slot::new(fingerprint, now, table.round));
@@ -440,9 +478,10 @@ impl QueryStats {
                 })
                 .collect()
         };
-        let other = self.other.lock().unwrap_or_else(|e| e.into_inner());
-        if other.figures.latency.count() > 0 {
-            out.push(stat_of(&Arc::new(Fingerprint::other()), &other.figures, self.started, self.started, true));
+        let mut other = self.other.lock().unwrap_or_else(|e| e.into_inner()).figures.clone();
+        other.merge(&self.table.read().unwrap_or_else(|e| e.into_inner()).unadmitted.figures());
+        if other.latency.count() > 0 {
+            out.push(stat_of(&Fingerprint::other(), &other, self.started, self.started, true));
         }
         out.sort_by(|a, b| b.sort_key(sort).total_cmp(&a.sort_key(sort)).then(a.fingerprint.cmp(&b.fingerprint)));
         out.truncate(limit);
@@ -464,6 +503,8 @@ impl QueryStats {
             slot.evicted.store(true, Ordering::Relaxed);
         }
         table.slots.clear();
+        table.candidates.clear();
+        table.unadmitted = Table::new(self.started).unadmitted;
         *self.other.lock().unwrap_or_else(|e| e.into_inner()) = Other::default();
     }
 }
