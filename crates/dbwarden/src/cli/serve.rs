@@ -1,18 +1,20 @@
-//! `dbwarden serve`: watches one database. It opens a small pool of its own,
-//! probes the database on an interval (a checkout and a statement, timed and
-//! recorded like any application's), samples the pool, runs the monitor's
-//! ticks (rates, leak scan, alerts) and logs the periodic summary, until
-//! SIGTERM or Ctrl-C.
+//! `dbwarden serve`: watches one database. It opens a small monitored pool
+//! of its own, probes the database on an interval (a statement through the
+//! pool, recorded exactly as an application's would be: checkout, session,
+//! query, errors), samples the pool, runs the monitor's ticks (rates, leak
+//! scan, alerts) and logs the periodic summary, until SIGTERM or Ctrl-C.
 
 use std::process::ExitCode;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use dbwarden::{Driver, DriverConfig, ErrorClass, Holder, Monitor, MonitorConfig, Outcome, PoolSample, SessionKind};
+use dbwarden::{Driver, DriverConfig, Monitor, MonitorConfig};
+use dbwarden_sqlx::{MonitoredPool, classify};
+use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{Executor, SqlitePool};
+use tracing::Instrument;
 
 /// The statement the probe runs: cheap, and touches the schema so a broken
 /// database file fails here rather than in the application.
@@ -26,7 +28,7 @@ pub(crate) struct ServeArgs {
     /// The monitor's name (the pool name in metrics and logs).
     #[arg(long, env = "DBWARDEN_NAME", default_value = "main")]
     name: String,
-    /// Seconds between two probes of the database.
+    /// Seconds between two probes of the database (and two pool samples).
     #[arg(long, env = "DBWARDEN_PROBE_INTERVAL", default_value_t = 5.0, value_parser = positive_seconds)]
     probe_interval: f64,
     /// Seconds between two evaluations of rates and alert rules.
@@ -69,7 +71,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .config(MonitorConfig::named(args.name.clone()))
         .build()
         .with_context(|| format!("invalid --name `{}`", args.name))?;
-    let pool = open_pool(&args.database_url).await?;
+    let pool = open_pool(&args.database_url, monitor.clone()).await?;
+    let probe_interval = Duration::from_secs_f64(args.probe_interval);
+    let sampler = pool.spawn_sampler(probe_interval).context("could not start the pool sampler")?;
     tracing::info!(
         target: "dbwarden",
         database = %redact_url(&args.database_url),
@@ -83,29 +87,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             summary_interval: (args.summary_interval > 0.0).then(|| Duration::from_secs_f64(args.summary_interval)),
         },
     );
-    let mut probes = tokio::time::interval(Duration::from_secs_f64(args.probe_interval));
+    let mut probes = tokio::time::interval(probe_interval);
     probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = args.run_for.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
     let stop = shutdown_signal(deadline);
     tokio::pin!(stop);
     loop {
         tokio::select! {
-            _ = probes.tick() => {
-                probe(&monitor, &pool).await;
-                sample_pool(&monitor, &pool);
-            }
+            _ = probes.tick() => probe(&pool).instrument(tracing::info_span!("dbwarden_probe")).await,
             reason = &mut stop => {
                 tracing::info!(target: "dbwarden", "{reason}: shutting down");
                 break;
             }
         }
     }
+    sampler.stop();
     driver.shutdown().await;
-    pool.close().await;
+    pool.inner().close().await;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn open_pool(url: &str) -> anyhow::Result<SqlitePool> {
+async fn open_pool(url: &str, monitor: Monitor) -> anyhow::Result<MonitoredPool<Sqlite>> {
     if !url.starts_with("sqlite:") {
         anyhow::bail!(
             "`{}` is not a SQLite URL: this build of `dbwarden serve` watches SQLite databases (sqlite://PATH)",
@@ -115,79 +117,22 @@ async fn open_pool(url: &str) -> anyhow::Result<SqlitePool> {
     let options = SqliteConnectOptions::from_str(url)
         .with_context(|| format!("`{}` is not a valid SQLite URL", redact_url(url)))?
         .create_if_missing(true);
-    SqlitePoolOptions::new()
-        .max_connections(2)
-        .acquire_timeout(Duration::from_secs(5))
+    MonitoredPool::builder(SqlitePoolOptions::new().max_connections(2).acquire_timeout(Duration::from_secs(5)), monitor)
         .connect_with(options)
         .await
         .with_context(|| format!("could not open the database `{}`", redact_url(url)))
 }
 
-/// One checkout and one statement, recorded exactly as an application's would be.
-async fn probe(monitor: &Monitor, pool: &SqlitePool) {
-    let started = Instant::now();
-    let mut conn = match pool.acquire().await {
-        Ok(conn) => conn,
-        Err(e) => {
-            let waited = started.elapsed();
-            match classify(&e) {
-                ErrorClass::PoolTimeout => monitor.record_pool_timeout(waited),
-                class => monitor.record_session_error(class, &e.to_string()),
-            }
-            return;
-        }
-    };
-    let wait = started.elapsed();
-    monitor.record_checkout(wait);
-    monitor.record_session_created(wait);
-    let checkout = monitor
-        .track_checkout(SessionKind::Connection, Holder { span: Some("dbwarden probe".into()), ..Holder::default() });
-    let query_started = Instant::now();
-    let result = conn.fetch_all(PROBE_SQL).await;
-    let took = query_started.elapsed();
-    match &result {
-        Ok(rows) => monitor.record_query(PROBE_SQL, took, rows.len() as u64, Outcome::Success),
-        Err(e) => {
-            let message = e.to_string();
-            monitor.record_query(PROBE_SQL, took, 0, Outcome::Failure { class: classify(e), message: &message })
-        }
-    }
-    monitor.touch_checkout(&checkout);
-    let closing = Instant::now();
-    drop(conn);
-    monitor.release_checkout(&checkout);
-    monitor.record_checkin(started.elapsed() - wait);
-    monitor.record_session_closed(started.elapsed(), closing.elapsed());
-}
-
-fn sample_pool(monitor: &Monitor, pool: &SqlitePool) {
-    let size = pool.size();
-    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(size);
-    let options = pool.options();
-    monitor.record_pool_sample(PoolSample {
-        size,
-        idle,
-        in_use: size - idle,
-        pending: 0,
-        max: options.get_max_connections(),
-        min: options.get_min_connections(),
-    });
-}
-
-/// The class of a sqlx error, as far as a probe needs it.
-fn classify(e: &sqlx::Error) -> ErrorClass {
-    match e {
-        sqlx::Error::PoolTimedOut => ErrorClass::PoolTimeout,
-        sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed => {
-            ErrorClass::ConnectionFailure
-        }
-        sqlx::Error::Database(db) => match db.code().as_deref() {
-            // SQLITE_BUSY and SQLITE_LOCKED: another connection holds the lock.
-            Some("5") | Some("6") => ErrorClass::LockTimeout,
-            Some(code) if code.len() == 5 => ErrorClass::from_sqlstate(code),
-            _ => ErrorClass::Other,
-        },
-        _ => ErrorClass::Other,
+/// One statement through the monitored pool; the pool records the checkout,
+/// the session and the query, and classifies a failure.
+async fn probe(pool: &MonitoredPool<Sqlite>) {
+    if let Err(e) = sqlx::query(PROBE_SQL).fetch_all(pool).await {
+        tracing::warn!(
+            target: "dbwarden",
+            class = %classify(&e),
+            error = %dbwarden::redact::redact_message(&e.to_string()),
+            "the database probe failed"
+        );
     }
 }
 

@@ -1,0 +1,99 @@
+//! The bookkeeping shared by a monitored connection and a monitored
+//! transaction: one checkout from the pool, tracked in the core's registry,
+//! and the session it belongs to.
+
+use std::time::{Duration, Instant};
+
+use dbwarden_core::{Holder, Monitor, SessionKind, TrackedCheckout};
+
+/// How a connection was obtained from the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcquireInfo {
+    /// The whole wait in `acquire()`: the permit, then either an idle
+    /// connection's health check or opening a new connection.
+    pub wait: Duration,
+    /// When the pool opened a new connection for this checkout: the time
+    /// from the start of `acquire()` to the end of the connect (permit wait
+    /// included; sqlx does not tell when the permit was granted).
+    pub connect: Option<Duration>,
+}
+
+/// The holder of a checkout made now: the current tracing span, and a
+/// backtrace when `RUST_BACKTRACE` / `RUST_LIB_BACKTRACE` enable them.
+pub fn current_holder() -> Holder {
+    let span = tracing::Span::current().metadata().map(|m| format!("{}::{}", m.target(), m.name()));
+    let trace = std::backtrace::Backtrace::capture();
+    let backtrace = match trace.status() {
+        std::backtrace::BacktraceStatus::Captured => Some(trace.to_string()),
+        _ => None,
+    };
+    Holder { span, backtrace, ..Holder::default() }
+}
+
+/// One live checkout. Dropping it records the check-in, closes the session
+/// and releases the registry entry.
+#[derive(Debug)]
+pub(crate) struct Checkout {
+    monitor: Monitor,
+    tracked: TrackedCheckout,
+    checked_out_at: Instant,
+    acquire: AcquireInfo,
+    /// Time spent closing the session (COMMIT / ROLLBACK), when known.
+    cleanup: Duration,
+    /// A transaction neither committed nor rolled back yet.
+    open_transaction: bool,
+}
+
+impl Checkout {
+    /// Records the checkout and opens its tracking; the session itself is
+    /// recorded by the caller (its creation time differs per kind).
+    pub(crate) fn start(monitor: &Monitor, kind: SessionKind, holder: Holder, acquire: AcquireInfo) -> Checkout {
+        monitor.record_checkout(acquire.wait);
+        let tracked = monitor.track_checkout(kind, holder);
+        Checkout {
+            monitor: monitor.clone(),
+            tracked,
+            checked_out_at: Instant::now(),
+            acquire,
+            cleanup: Duration::ZERO,
+            open_transaction: kind == SessionKind::Transaction,
+        }
+    }
+
+    pub(crate) fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+
+    pub(crate) fn acquire_info(&self) -> AcquireInfo {
+        self.acquire
+    }
+
+    /// Notes activity for the checkout's idle time.
+    pub(crate) fn touch(&self) {
+        self.monitor.touch_checkout(&self.tracked);
+    }
+
+    /// The transaction ended (committed or rolled back) after `cleanup`.
+    pub(crate) fn transaction_ended(&mut self, cleanup: Duration) {
+        self.open_transaction = false;
+        self.cleanup = cleanup;
+    }
+
+    /// The id of the registry entry, if tracked.
+    pub(crate) fn id(&self) -> Option<dbwarden_core::CheckoutId> {
+        self.tracked.id()
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        let used = self.checked_out_at.elapsed();
+        if self.open_transaction {
+            // sqlx queues a ROLLBACK for a transaction dropped while open.
+            self.monitor.record_rollback();
+        }
+        self.monitor.record_checkin(used);
+        self.monitor.release_checkout(&self.tracked);
+        self.monitor.record_session_closed(used, self.cleanup);
+    }
+}

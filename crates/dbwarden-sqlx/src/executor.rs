@@ -1,0 +1,319 @@
+//! sqlx's `Executor` for the monitored pool, connection and transaction:
+//! every statement is timed (execution only: the pool wait is recorded as
+//! the checkout's, not the statement's), its rows counted and its outcome
+//! classified, then handed to [`Monitor::record_query`] with the SQL text,
+//! which the core fingerprints. The text itself is never logged here.
+//!
+//! Timing starts when the statement's future or stream is first polled and
+//! ends when it resolves, when the stream yields its last item or an error,
+//! or when it is dropped early (then it counts as a success with the rows
+//! seen so far). A statement that is never polled is not recorded.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use dbwarden_core::{ErrorClass, Monitor, Outcome};
+use futures_core::Stream;
+use futures_core::future::BoxFuture;
+use futures_core::stream::BoxStream;
+use futures_util::{StreamExt, TryStreamExt};
+use sqlx::error::BoxDynError;
+use sqlx::{Database, Either, Execute, Executor, SqlStr};
+
+use crate::checkout::current_holder;
+use crate::classify::classify;
+use crate::connection::MonitoredConnection;
+use crate::database::MonitoredDatabase;
+use crate::generator::Generator;
+use crate::pool::MonitoredPool;
+use crate::transaction::MonitoredTransaction;
+
+/// A query taken apart so that its SQL text can be kept for recording while
+/// the driver still gets everything it needs.
+struct Captured<DB: Database> {
+    sql: SqlStr,
+    statement: Option<DB::Statement>,
+    arguments: Option<Result<Option<DB::Arguments>, BoxDynError>>,
+    persistent: bool,
+}
+
+impl<DB: Database> Captured<DB> {
+    fn capture<'q, E: Execute<'q, DB>>(mut query: E) -> Self {
+        let arguments = Some(query.take_arguments());
+        let persistent = query.persistent();
+        let statement = query.statement().cloned();
+        let sql = query.sql();
+        Captured { sql, statement, arguments, persistent }
+    }
+}
+
+impl<DB: Database> Execute<'_, DB> for Captured<DB> {
+    fn sql(self) -> SqlStr {
+        self.sql
+    }
+
+    fn statement(&self) -> Option<&DB::Statement> {
+        self.statement.as_ref()
+    }
+
+    fn take_arguments(&mut self) -> Result<Option<DB::Arguments>, BoxDynError> {
+        self.arguments.take().unwrap_or(Ok(None))
+    }
+
+    fn persistent(&self) -> bool {
+        self.persistent
+    }
+}
+
+/// Times one statement and records it once.
+struct QueryRecorder {
+    monitor: Monitor,
+    sql: SqlStr,
+    started: Option<Instant>,
+    returned: u64,
+    affected: u64,
+    error: Option<(ErrorClass, String)>,
+    done: bool,
+}
+
+impl QueryRecorder {
+    fn new(monitor: Monitor, sql: SqlStr) -> Self {
+        QueryRecorder { monitor, sql, started: None, returned: 0, affected: 0, error: None, done: false }
+    }
+
+    fn begin(&mut self) {
+        if self.started.is_none() {
+            self.started = Some(Instant::now());
+        }
+    }
+
+    fn fail(&mut self, error: &sqlx::Error) {
+        self.error = Some((classify(error), error.to_string()));
+    }
+
+    fn finish(&mut self) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let Some(started) = self.started else { return };
+        let duration = started.elapsed();
+        // PostgreSQL reports a SELECT's row count as affected too: take the
+        // larger rather than the sum.
+        let rows = self.returned.max(self.affected);
+        let outcome = match &self.error {
+            None => Outcome::Success,
+            Some((class, message)) => Outcome::Failure { class: *class, message },
+        };
+        self.monitor.record_query(self.sql.as_str(), duration, rows, outcome);
+    }
+}
+
+impl Drop for QueryRecorder {
+    fn drop(&mut self) {
+        self.finish();
+    }
+}
+
+type Step<DB> = Either<<DB as Database>::QueryResult, <DB as Database>::Row>;
+
+/// A `fetch_many` stream that records its statement when it ends.
+struct RecordedStream<'e, DB: MonitoredDatabase> {
+    inner: BoxStream<'e, Result<Step<DB>, sqlx::Error>>,
+    recorder: QueryRecorder,
+}
+
+impl<DB: MonitoredDatabase> Stream for RecordedStream<'_, DB> {
+    type Item = Result<Step<DB>, sqlx::Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.recorder.done {
+            return Poll::Ready(None);
+        }
+        this.recorder.begin();
+        let polled = this.inner.poll_next_unpin(cx);
+        match &polled {
+            Poll::Pending => {}
+            Poll::Ready(Some(Ok(Either::Left(result)))) => this.recorder.affected += DB::rows_affected(result),
+            Poll::Ready(Some(Ok(Either::Right(_)))) => this.recorder.returned += 1,
+            Poll::Ready(Some(Err(error))) => {
+                this.recorder.fail(error);
+                this.recorder.finish();
+            }
+            Poll::Ready(None) => this.recorder.finish(),
+        }
+        polled
+    }
+}
+
+/// `fetch_many` on a driver connection, recorded.
+fn fetch_many_on<'e, 'q: 'e, DB, E>(
+    conn: &'e mut DB::Connection,
+    monitor: Monitor,
+    query: E,
+) -> BoxStream<'e, Result<Step<DB>, sqlx::Error>>
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    E: 'q + Execute<'q, DB>,
+{
+    let captured = Captured::<DB>::capture(query);
+    let recorder = QueryRecorder::new(monitor, captured.sql.clone());
+    let inner = conn.fetch_many(captured);
+    Box::pin(RecordedStream::<DB> { inner, recorder })
+}
+
+/// `fetch_optional` on a driver connection, recorded.
+fn fetch_optional_on<'e, 'q: 'e, DB, E>(
+    conn: &'e mut DB::Connection,
+    monitor: Monitor,
+    query: E,
+) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    E: 'q + Execute<'q, DB>,
+{
+    let captured = Captured::<DB>::capture(query);
+    let mut recorder = QueryRecorder::new(monitor, captured.sql.clone());
+    let inner = conn.fetch_optional(captured);
+    Box::pin(async move {
+        recorder.begin();
+        let result = inner.await;
+        match &result {
+            Ok(row) => recorder.returned = u64::from(row.is_some()),
+            Err(error) => recorder.fail(error),
+        }
+        recorder.finish();
+        result
+    })
+}
+
+impl<'p, DB> Executor<'p> for &'_ MonitoredPool<DB>
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    type Database = DB;
+
+    fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> BoxStream<'e, Result<Step<DB>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, DB>,
+    {
+        let pool = self.clone();
+        let holder = current_holder();
+        Box::pin(Generator::new(move |out| async move {
+            let mut conn = pool.acquire_as(holder).await?;
+            let (raw, checkout) = conn.parts();
+            checkout.touch();
+            let monitor = checkout.monitor().clone();
+            let mut steps = fetch_many_on::<DB, E>(raw, monitor, query);
+            while let Some(step) = steps.try_next().await? {
+                out.send(step).await;
+            }
+            Ok(())
+        }))
+    }
+
+    fn fetch_optional<'e, 'q: 'e, E>(self, query: E) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+    where
+        E: 'q + Execute<'q, DB>,
+    {
+        let pool = self.clone();
+        let holder = current_holder();
+        Box::pin(async move {
+            let mut conn = pool.acquire_as(holder).await?;
+            let (raw, checkout) = conn.parts();
+            checkout.touch();
+            let monitor = checkout.monitor().clone();
+            fetch_optional_on::<DB, E>(raw, monitor, query).await
+        })
+    }
+
+    fn prepare_with<'e>(
+        self,
+        sql: SqlStr,
+        parameters: &'e [DB::TypeInfo],
+    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
+    where
+        'p: 'e,
+    {
+        let pool = self.clone();
+        let holder = current_holder();
+        Box::pin(async move {
+            let mut conn = pool.acquire_as(holder).await?;
+            let (raw, checkout) = conn.parts();
+            checkout.touch();
+            raw.prepare_with(sql, parameters).await
+        })
+    }
+}
+
+/// Implements `Executor` for `&mut` a monitored connection or transaction
+/// of one backend.
+///
+/// The impls are per backend, not generic over `DB`: a generic
+/// `impl Executor for &mut MonitoredConnection<DB> where &mut DB::Connection:
+/// Executor` sends the trait solver into a loop whenever a caller is itself
+/// generic over the database (it tries to unify `DB::Connection` with
+/// `MonitoredConnection<_>`), the same reason sqlx has no impl for
+/// `&mut PoolConnection`.
+macro_rules! checkout_executor {
+    ($ty:ident, $db:ty) => {
+        impl<'c> Executor<'c> for &'c mut $ty<$db> {
+            type Database = $db;
+
+            fn fetch_many<'e, 'q: 'e, E>(self, query: E) -> BoxStream<'e, Result<Step<$db>, sqlx::Error>>
+            where
+                'c: 'e,
+                E: 'q + Execute<'q, $db>,
+            {
+                let (raw, checkout) = self.parts();
+                checkout.touch();
+                let monitor = checkout.monitor().clone();
+                fetch_many_on::<$db, E>(raw, monitor, query)
+            }
+
+            fn fetch_optional<'e, 'q: 'e, E>(
+                self,
+                query: E,
+            ) -> BoxFuture<'e, Result<Option<<$db as Database>::Row>, sqlx::Error>>
+            where
+                'c: 'e,
+                E: 'q + Execute<'q, $db>,
+            {
+                let (raw, checkout) = self.parts();
+                checkout.touch();
+                let monitor = checkout.monitor().clone();
+                fetch_optional_on::<$db, E>(raw, monitor, query)
+            }
+
+            fn prepare_with<'e>(
+                self,
+                sql: SqlStr,
+                parameters: &'e [<$db as Database>::TypeInfo],
+            ) -> BoxFuture<'e, Result<<$db as Database>::Statement, sqlx::Error>>
+            where
+                'c: 'e,
+            {
+                let (raw, checkout) = self.parts();
+                checkout.touch();
+                raw.prepare_with(sql, parameters)
+            }
+        }
+    };
+}
+
+/// Implements the executors of both wrappers for each backend.
+macro_rules! backend_executors {
+    ($($db:ty),*) => {
+        $(
+            checkout_executor!(MonitoredConnection, $db);
+            checkout_executor!(MonitoredTransaction, $db);
+        )*
+    };
+}
+
+backend_executors!(sqlx::Postgres, sqlx::MySql, sqlx::Sqlite);

@@ -1,0 +1,344 @@
+//! The monitored pool: a sqlx [`Pool`] and the [`Monitor`] it records into.
+//!
+//! # What the acquire phases are, as far as sqlx lets us see them
+//!
+//! sqlx's `acquire()` waits for a permit (the pool's semaphore), then either
+//! takes an idle connection (pinging it if `test_before_acquire`, then
+//! running `before_acquire`) or opens a new one (connect, then
+//! `after_connect`), all under one `acquire_timeout`. It reports no
+//! timings, and no count of tasks waiting for a permit.
+//!
+//! - The **checkout wait** (`Monitor::record_checkout`) is the whole of
+//!   `acquire()`, measured around it.
+//! - The **connect time** (`Monitor::record_connection_opened`) comes from
+//!   an `after_connect` hook this crate installs. When the connect happens
+//!   inside a monitored `acquire()` (or the builder's `connect*`), it is the
+//!   time from the start of that call to the end of the connect: sqlx does
+//!   not say when the permit was granted, so the permit wait is included
+//!   (it is normally nil when a new connection can be opened, since a
+//!   free permit is what allows it). A connect sqlx makes on its own (the
+//!   `min_connections` maintenance, or an acquire through the raw pool) is
+//!   counted with a time of zero: the hook cannot know when it started.
+//! - The **permit wait alone**, the idle connection's **health check** and
+//!   the **pending-task count** cannot be separated: sqlx has no hook before
+//!   the permit and none around the ping (`before_acquire` runs after it).
+//!   `PoolSample::pending` is therefore always 0.
+//! - **Connections closed** by the pool (idle timeout, max lifetime, a
+//!   failed health check) are not reported: sqlx has no close hook.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use dbwarden_core::{ErrorClass, Holder, Monitor, PoolSample, SessionKind};
+use futures_core::future::BoxFuture;
+use sqlx::pool::{PoolConnection, PoolConnectionMetadata, PoolOptions};
+use sqlx::{Connection, Pool, Transaction};
+
+use crate::checkout::{AcquireInfo, Checkout, current_holder};
+use crate::classify::classify;
+use crate::connection::MonitoredConnection;
+use crate::database::MonitoredDatabase;
+use crate::transaction::MonitoredTransaction;
+
+tokio::task_local! {
+    /// The monitored acquire running on this task, seen by the hooks.
+    static ACQUIRE: Arc<AcquireTrace>;
+}
+
+/// What the hooks learned during one monitored acquire.
+#[derive(Debug)]
+struct AcquireTrace {
+    started: Instant,
+    connected_after: Mutex<Option<Duration>>,
+}
+
+impl AcquireTrace {
+    fn new() -> Arc<Self> {
+        Arc::new(AcquireTrace { started: Instant::now(), connected_after: Mutex::new(None) })
+    }
+
+    fn connected_after(&self) -> Option<Duration> {
+        *self.connected_after.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// A user's `after_connect` callback, chained after dbwarden's.
+type AfterConnect<DB> = Arc<
+    dyn for<'c> Fn(
+            &'c mut <DB as sqlx::Database>::Connection,
+            PoolConnectionMetadata,
+        ) -> BoxFuture<'c, Result<(), sqlx::Error>>
+        + Send
+        + Sync,
+>;
+
+/// A sqlx pool whose checkouts, transactions and statements are recorded.
+///
+/// Cheap to clone (both halves are reference-counted). Use `&pool` as an
+/// executor exactly like a sqlx pool: `sqlx::query("…").fetch_all(&pool)`.
+pub struct MonitoredPool<DB: MonitoredDatabase> {
+    pool: Pool<DB>,
+    monitor: Monitor,
+}
+
+impl<DB: MonitoredDatabase> MonitoredPool<DB> {
+    /// Wraps an existing pool. Its hooks are left as they are, so connects
+    /// are not recorded; build the pool with [`MonitoredPool::builder`] to
+    /// have them.
+    pub fn new(pool: Pool<DB>, monitor: Monitor) -> Self {
+        MonitoredPool { pool, monitor }
+    }
+
+    /// A builder from sqlx pool options, which installs dbwarden's hooks.
+    pub fn builder(options: PoolOptions<DB>, monitor: Monitor) -> MonitoredPoolOptions<DB> {
+        MonitoredPoolOptions { options, monitor, after_connect: None }
+    }
+
+    /// The underlying sqlx pool (statements run on it are not recorded).
+    pub fn inner(&self) -> &Pool<DB> {
+        &self.pool
+    }
+
+    /// The monitor everything is recorded into.
+    pub fn monitor(&self) -> &Monitor {
+        &self.monitor
+    }
+
+    /// Checks a connection out; its holder is the current tracing span.
+    pub async fn acquire(&self) -> Result<MonitoredConnection<DB>, sqlx::Error> {
+        self.acquire_as(current_holder()).await
+    }
+
+    /// Checks a connection out on behalf of `holder` (e.g. a request id and
+    /// route), recording the wait, a new session and the tracked checkout.
+    /// A timeout is recorded as a pool timeout, any other failure as a
+    /// session error.
+    pub async fn acquire_as(&self, holder: Holder) -> Result<MonitoredConnection<DB>, sqlx::Error> {
+        let (conn, info) = self.checkout().await?;
+        let checkout = Checkout::start(&self.monitor, SessionKind::Connection, holder, info);
+        self.monitor.record_session_created(info.wait);
+        Ok(MonitoredConnection::new(conn, checkout))
+    }
+
+    /// Checks a connection out and begins a transaction; its holder is the
+    /// current tracing span.
+    pub async fn begin(&self) -> Result<MonitoredTransaction<DB>, sqlx::Error> {
+        self.begin_as(current_holder()).await
+    }
+
+    /// Checks a connection out and begins a transaction on behalf of
+    /// `holder`. The transaction is the session; its creation time is the
+    /// checkout wait plus the BEGIN.
+    pub async fn begin_as(&self, holder: Holder) -> Result<MonitoredTransaction<DB>, sqlx::Error> {
+        let (conn, info) = self.checkout().await?;
+        let begin_started = Instant::now();
+        match Transaction::begin(conn, None).await {
+            Ok(tx) => {
+                let checkout = Checkout::start(&self.monitor, SessionKind::Transaction, holder, info);
+                self.monitor.record_session_created(info.wait + begin_started.elapsed());
+                Ok(MonitoredTransaction::new(tx, checkout))
+            }
+            Err(error) => {
+                // The connection was out for the BEGIN only.
+                self.monitor.record_checkout(info.wait);
+                self.monitor.record_checkin(begin_started.elapsed());
+                self.monitor.record_session_error(classify(&error), &error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    /// Records the pool's state now and returns it. `pending` is always 0:
+    /// sqlx does not expose how many tasks wait for a connection.
+    pub fn sample(&self) -> PoolSample {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX).min(size);
+        let options = self.pool.options();
+        let sample = PoolSample {
+            size,
+            idle,
+            in_use: size - idle,
+            pending: 0,
+            max: options.get_max_connections(),
+            min: options.get_min_connections(),
+        };
+        self.monitor.record_pool_sample(sample);
+        sample
+    }
+
+    /// Starts a tokio task that calls [`MonitoredPool::sample`] every
+    /// `interval` (the first sample is taken at once). The task stops when
+    /// the returned [`Sampler`] is dropped or stopped.
+    pub fn spawn_sampler(&self, interval: Duration) -> Result<Sampler, SamplerError> {
+        if interval.is_zero() {
+            return Err(SamplerError::ZeroInterval);
+        }
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| SamplerError::NoRuntime)?;
+        let pool = self.clone();
+        let task = runtime.spawn(async move {
+            let mut ticks = tokio::time::interval(interval);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                pool.sample();
+            }
+        });
+        Ok(Sampler { task })
+    }
+
+    /// One monitored `acquire()` on the raw pool.
+    async fn checkout(&self) -> Result<(PoolConnection<DB>, AcquireInfo), sqlx::Error> {
+        let trace = AcquireTrace::new();
+        let result = ACQUIRE.scope(Arc::clone(&trace), self.pool.acquire()).await;
+        let wait = trace.started.elapsed();
+        match result {
+            Ok(conn) => Ok((conn, AcquireInfo { wait, connect: trace.connected_after() })),
+            Err(error) => {
+                match classify(&error) {
+                    ErrorClass::PoolTimeout => self.monitor.record_pool_timeout(wait),
+                    class => self.monitor.record_session_error(class, &error.to_string()),
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+impl<DB: MonitoredDatabase> Clone for MonitoredPool<DB> {
+    fn clone(&self) -> Self {
+        MonitoredPool { pool: self.pool.clone(), monitor: self.monitor.clone() }
+    }
+}
+
+impl<DB: MonitoredDatabase> fmt::Debug for MonitoredPool<DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitoredPool").field("pool", &self.pool).field("monitor", &self.monitor.name()).finish()
+    }
+}
+
+/// Builds a [`MonitoredPool`] from sqlx [`PoolOptions`], installing an
+/// `after_connect` hook that records each new connection.
+///
+/// sqlx keeps one `after_connect` callback and does not let it be read back,
+/// so a callback already set on the options given to
+/// [`MonitoredPool::builder`] is replaced: set it with
+/// [`MonitoredPoolOptions::after_connect`] instead, which runs it after
+/// dbwarden's.
+pub struct MonitoredPoolOptions<DB: MonitoredDatabase> {
+    options: PoolOptions<DB>,
+    monitor: Monitor,
+    after_connect: Option<AfterConnect<DB>>,
+}
+
+impl<DB: MonitoredDatabase> MonitoredPoolOptions<DB> {
+    /// Runs `callback` on every new connection, after dbwarden has noted
+    /// the connect (same contract as [`PoolOptions::after_connect`]). A
+    /// connection is counted as opened only if the callback succeeds.
+    pub fn after_connect<F>(mut self, callback: F) -> Self
+    where
+        for<'c> F: Fn(&'c mut DB::Connection, PoolConnectionMetadata) -> BoxFuture<'c, Result<(), sqlx::Error>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        self.after_connect = Some(Arc::new(callback));
+        self
+    }
+
+    /// The sqlx options with dbwarden's hooks installed, for callers that
+    /// build the pool themselves; wrap the result with [`MonitoredPool::new`].
+    pub fn into_pool_options(self) -> PoolOptions<DB> {
+        let monitor = self.monitor;
+        let user = self.after_connect;
+        self.options.after_connect(move |conn, meta| {
+            let monitor = monitor.clone();
+            let user = user.clone();
+            Box::pin(async move {
+                let connect = ACQUIRE.try_with(|trace| {
+                    let after = trace.started.elapsed();
+                    *trace.connected_after.lock().unwrap_or_else(PoisonError::into_inner) = Some(after);
+                    after
+                });
+                if let Some(user) = user {
+                    user(conn, meta).await?;
+                }
+                monitor.record_connection_opened(connect.unwrap_or(Duration::ZERO));
+                Ok(())
+            })
+        })
+    }
+
+    /// Opens the pool on `url` (sqlx opens the first connection now, and
+    /// its connect time is recorded).
+    pub async fn connect(self, url: &str) -> Result<MonitoredPool<DB>, sqlx::Error> {
+        let monitor = self.monitor.clone();
+        let options = self.into_pool_options();
+        let pool = ACQUIRE.scope(AcquireTrace::new(), options.connect(url)).await?;
+        Ok(MonitoredPool::new(pool, monitor))
+    }
+
+    /// Opens the pool with driver connect options.
+    pub async fn connect_with(
+        self,
+        connect_options: <DB::Connection as Connection>::Options,
+    ) -> Result<MonitoredPool<DB>, sqlx::Error> {
+        let monitor = self.monitor.clone();
+        let options = self.into_pool_options();
+        let pool = ACQUIRE.scope(AcquireTrace::new(), options.connect_with(connect_options)).await?;
+        Ok(MonitoredPool::new(pool, monitor))
+    }
+
+    /// Creates the pool without connecting; connections open on first use.
+    pub fn connect_lazy(self, url: &str) -> Result<MonitoredPool<DB>, sqlx::Error> {
+        let monitor = self.monitor.clone();
+        let pool = self.into_pool_options().connect_lazy(url)?;
+        Ok(MonitoredPool::new(pool, monitor))
+    }
+
+    /// Creates the pool from driver connect options without connecting.
+    pub fn connect_lazy_with(self, connect_options: <DB::Connection as Connection>::Options) -> MonitoredPool<DB> {
+        let monitor = self.monitor.clone();
+        MonitoredPool::new(self.into_pool_options().connect_lazy_with(connect_options), monitor)
+    }
+}
+
+impl<DB: MonitoredDatabase> fmt::Debug for MonitoredPoolOptions<DB> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MonitoredPoolOptions")
+            .field("options", &self.options)
+            .field("monitor", &self.monitor.name())
+            .field("after_connect", &self.after_connect.is_some())
+            .finish()
+    }
+}
+
+/// Why a sampler could not be started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SamplerError {
+    /// `spawn_sampler` was called outside a tokio runtime.
+    #[error("no tokio runtime to run the pool sampler on")]
+    NoRuntime,
+    /// The interval was zero.
+    #[error("pool sampling interval must be greater than zero")]
+    ZeroInterval,
+}
+
+/// The periodic pool sampler; stops when dropped.
+#[derive(Debug)]
+pub struct Sampler {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Sampler {
+    /// Stops sampling.
+    pub fn stop(self) {
+        // Dropping aborts the task.
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

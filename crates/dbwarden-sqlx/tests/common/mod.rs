@@ -1,0 +1,262 @@
+//! Checks shared by the per-backend tests. Each takes a fresh monitored
+//! pool on its own schema / database / file and asserts what the monitor
+//! saw.
+
+#![allow(dead_code, unreachable_pub, missing_docs, clippy::unwrap_used)]
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use dbwarden_core::{ErrorClass, Monitor, QuerySort, SessionKind, Signal, Window};
+use dbwarden_sqlx::{MonitoredDatabase, MonitoredPool};
+use futures_util::StreamExt;
+use sqlx::{AssertSqlSafe, Executor, IntoArguments};
+
+/// A name no other test (or test run) uses.
+pub fn unique(prefix: &str) -> String {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    format!("dbw_{prefix}_{}_{}_{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+pub async fn exec<DB>(pool: &MonitoredPool<DB>, sql: &str) -> Result<u64, sqlx::Error>
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    sqlx::query::<DB>(AssertSqlSafe(sql.to_owned())).fetch_all(pool).await.map(|rows| rows.len() as u64)
+}
+
+pub async fn create_items<DB>(pool: &MonitoredPool<DB>)
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    exec(pool, "CREATE TABLE items (id INTEGER PRIMARY KEY, name VARCHAR(50) NOT NULL)").await.unwrap();
+}
+
+fn class_count(monitor: &Monitor, class: ErrorClass) -> u64 {
+    monitor.snapshot().error_metrics.by_class.get(&class).copied().unwrap_or(0)
+}
+
+/// Statements through `&pool` are recorded under normalized fingerprints,
+/// with rows, and each is a checkout and a session.
+pub async fn queries_are_fingerprinted<DB>(pool: MonitoredPool<DB>)
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    create_items(&pool).await;
+    exec(&pool, "INSERT INTO items (id, name) VALUES (1, 'alice')").await.unwrap();
+    exec(&pool, "INSERT INTO items (id, name) VALUES (2, 'bob')").await.unwrap();
+    let rows = exec(&pool, "SELECT id, name FROM items WHERE id > 0").await.unwrap();
+    assert_eq!(rows, 2);
+    // fetch_optional path.
+    let one = sqlx::query::<DB>("SELECT id FROM items WHERE id = 1").fetch_optional(&pool).await.unwrap();
+    assert!(one.is_some());
+
+    let monitor = pool.monitor();
+    let stats = monitor.top_queries(QuerySort::Calls, 50);
+    let insert = stats.iter().find(|s| s.text.starts_with("INSERT INTO items")).expect("insert recorded");
+    assert_eq!(insert.calls, 2, "{stats:#?}");
+    assert!(!insert.text.contains("alice") && !insert.text.contains("bob"), "literal leaked: {}", insert.text);
+    assert_eq!(insert.rows, 2);
+    let select = stats.iter().find(|s| s.text.starts_with("SELECT id, name FROM items")).expect("select recorded");
+    assert_eq!(select.calls, 1);
+    assert_eq!(select.rows, 2);
+    assert_eq!(select.latency.count, 1);
+
+    let snap = monitor.snapshot();
+    // CREATE + 2 INSERT + SELECT + fetch_optional = 5 checkouts and sessions.
+    assert_eq!(snap.pool_metrics.checkouts, 5);
+    assert_eq!(snap.pool_metrics.checkins, 5);
+    assert_eq!(snap.session_metrics.sessions_created, 5);
+    assert_eq!(snap.session_metrics.sessions_closed, 5);
+    assert_eq!(monitor.active_sessions(), 0);
+    assert!(monitor.checkouts().is_empty());
+}
+
+/// A held connection is a session and a live checkout until dropped;
+/// statements on `&mut conn` are recorded.
+pub async fn checkout_is_a_session<DB>(pool: MonitoredPool<DB>)
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut dbwarden_sqlx::MonitoredConnection<DB>: Executor<'c, Database = DB>,
+    for<'c> &'c mut dbwarden_sqlx::MonitoredTransaction<DB>: Executor<'c, Database = DB>,
+{
+    let monitor = pool.monitor().clone();
+    let mut conn = pool.acquire().await.unwrap();
+    let rows = sqlx::query::<DB>("SELECT 1").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(monitor.active_sessions(), 1);
+    let live = monitor.checkouts();
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].kind, SessionKind::Connection);
+    assert_eq!(Some(live[0].id), conn.checkout_id());
+    // Raw access still works (and is not recorded).
+    sqlx::query::<DB>("SELECT 2").fetch_all(&mut *conn).await.unwrap();
+    drop(conn);
+
+    assert_eq!(monitor.active_sessions(), 0);
+    assert!(monitor.checkouts().is_empty());
+    let snap = monitor.snapshot();
+    assert_eq!(snap.session_metrics.sessions_created, 1);
+    assert_eq!(snap.session_metrics.sessions_closed, 1);
+    assert_eq!(snap.pool_metrics.checkouts, 1);
+    assert_eq!(snap.pool_metrics.checkins, 1);
+    assert_eq!(snap.query_metrics.total, 1, "only `&mut conn` statements are recorded");
+}
+
+/// Commits, explicit rollbacks and transactions dropped open are counted.
+pub async fn transactions_are_counted<DB>(pool: MonitoredPool<DB>)
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut dbwarden_sqlx::MonitoredConnection<DB>: Executor<'c, Database = DB>,
+    for<'c> &'c mut dbwarden_sqlx::MonitoredTransaction<DB>: Executor<'c, Database = DB>,
+{
+    create_items(&pool).await;
+    let monitor = pool.monitor().clone();
+
+    let mut tx = pool.begin().await.unwrap();
+    assert_eq!(monitor.checkouts()[0].kind, SessionKind::Transaction);
+    sqlx::query::<DB>("INSERT INTO items (id, name) VALUES (1, 'kept')").execute(&mut tx).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query::<DB>("INSERT INTO items (id, name) VALUES (2, 'undone')").execute(&mut tx).await.unwrap();
+    tx.rollback().await.unwrap();
+
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query::<DB>("INSERT INTO items (id, name) VALUES (3, 'dropped')").execute(&mut tx).await.unwrap();
+    drop(tx);
+
+    let rows = exec(&pool, "SELECT id FROM items").await.unwrap();
+    assert_eq!(rows, 1, "only the committed row remains");
+    let snap = monitor.snapshot();
+    assert_eq!(snap.session_metrics.commits, 1);
+    assert_eq!(snap.session_metrics.rollbacks, 2);
+    assert_eq!(monitor.active_sessions(), 0);
+    let insert = monitor
+        .top_queries(QuerySort::Calls, 50)
+        .into_iter()
+        .find(|s| s.text.starts_with("INSERT INTO items"))
+        .expect("insert recorded");
+    assert_eq!(insert.calls, 3);
+}
+
+/// A malformed statement is a syntax error; a duplicate key a constraint
+/// violation.
+pub async fn errors_are_classified<DB>(pool: MonitoredPool<DB>)
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    create_items(&pool).await;
+    let monitor = pool.monitor().clone();
+
+    let err = exec(&pool, "SELEC id FROM items").await.unwrap_err();
+    assert_eq!(dbwarden_sqlx::classify(&err), ErrorClass::SyntaxError, "{err}");
+    let err = exec(&pool, "SELECT id FROM no_such_table").await.unwrap_err();
+    assert_eq!(dbwarden_sqlx::classify(&err), ErrorClass::SyntaxError, "{err}");
+    assert_eq!(class_count(&monitor, ErrorClass::SyntaxError), 2);
+
+    exec(&pool, "INSERT INTO items (id, name) VALUES (1, 'a')").await.unwrap();
+    let err = exec(&pool, "INSERT INTO items (id, name) VALUES (1, 'b')").await.unwrap_err();
+    assert_eq!(dbwarden_sqlx::classify(&err), ErrorClass::ConstraintViolation, "{err}");
+    assert_eq!(class_count(&monitor, ErrorClass::ConstraintViolation), 1);
+
+    let insert = monitor
+        .top_queries(QuerySort::Calls, 50)
+        .into_iter()
+        .find(|s| s.text.starts_with("INSERT INTO items"))
+        .expect("insert recorded");
+    assert_eq!((insert.calls, insert.errors), (2, 1));
+    assert_eq!(monitor.snapshot().query_metrics.failed, 3);
+}
+
+/// With one connection held, a second checkout times out and is counted as
+/// a pool timeout.
+pub async fn pool_exhaustion_is_a_pool_timeout<DB>(pool: MonitoredPool<DB>)
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    assert_eq!(pool.inner().options().get_max_connections(), 1);
+    let monitor = pool.monitor().clone();
+    let held = pool.acquire().await.unwrap();
+    let started = std::time::Instant::now();
+    let err = pool.acquire().await.unwrap_err();
+    assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err}");
+    assert!(started.elapsed() >= Duration::from_millis(150));
+    // Through the executor as well.
+    let err = exec(&pool, "SELECT 1").await.unwrap_err();
+    assert!(matches!(err, sqlx::Error::PoolTimedOut), "{err}");
+
+    let sample = pool.sample();
+    assert_eq!((sample.size, sample.in_use, sample.max), (1, 1, 1));
+    monitor.tick();
+    let timeouts = monitor.signal_value(&Signal::PoolTimeouts { window: Window::FiveMinutes }).unwrap();
+    assert_eq!(timeouts, 2.0);
+    let snap = monitor.snapshot();
+    assert_eq!(snap.pool_metrics.timeouts, 2);
+    assert_eq!(class_count(&monitor, ErrorClass::PoolTimeout), 2);
+    assert_eq!(monitor.checkouts().len(), 1, "the held connection");
+    drop(held);
+    assert!(monitor.checkouts().is_empty());
+    exec(&pool, "SELECT 1").await.unwrap();
+}
+
+/// A stream dropped before its end is recorded once, with the rows seen.
+pub async fn dropped_stream_is_recorded<DB>(pool: MonitoredPool<DB>)
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    create_items(&pool).await;
+    for id in 1..=5 {
+        exec(&pool, &format!("INSERT INTO items (id, name) VALUES ({id}, 'n{id}')")).await.unwrap();
+    }
+    {
+        let mut rows = sqlx::query::<DB>("SELECT id FROM items ORDER BY id").fetch(&pool);
+        let first = rows.next().await.unwrap();
+        assert!(first.is_ok());
+    }
+    let monitor = pool.monitor();
+    let select = monitor
+        .top_queries(QuerySort::Calls, 50)
+        .into_iter()
+        .find(|s| s.text.starts_with("SELECT id FROM items ORDER BY"))
+        .expect("select recorded");
+    assert_eq!(select.calls, 1);
+    assert_eq!(select.errors, 0);
+    assert!(select.rows >= 1);
+    assert_eq!(monitor.active_sessions(), 0);
+}
+
+/// The sampler records pool samples until stopped.
+pub async fn sampler_records_samples<DB>(pool: MonitoredPool<DB>)
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    exec(&pool, "SELECT 1").await.unwrap();
+    let sampler = pool.spawn_sampler(Duration::from_millis(20)).unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    sampler.stop();
+    let current = pool.monitor().snapshot().pool_metrics.current.expect("a sample");
+    assert!(current.sample.size >= 1);
+    assert_eq!(current.sample.max, pool.inner().options().get_max_connections());
+    // Connections opened through the builder's hook were counted.
+    assert!(pool.monitor().snapshot().pool_metrics.connections_opened >= 1);
+}

@@ -1,0 +1,127 @@
+//! The monitored pool against a real PostgreSQL server
+//! (`DBWARDEN_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
+//! Each test works in its own schema, dropped at the end. A server that
+//! cannot be reached fails the test.
+
+#![allow(missing_docs, clippy::unwrap_used)]
+
+mod common;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use dbwarden_core::{ErrorClass, Monitor};
+use dbwarden_sqlx::MonitoredPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres};
+
+fn url() -> String {
+    std::env::var("DBWARDEN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+struct Db {
+    schema: String,
+}
+
+impl Db {
+    async fn new(test: &str) -> Db {
+        let schema = common::unique(test);
+        let mut admin = PgConnection::connect(&url()).await.expect("PostgreSQL must be reachable");
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.unwrap();
+        Db { schema }
+    }
+
+    async fn pool(&self, max: u32) -> MonitoredPool<Postgres> {
+        let options = PgConnectOptions::from_str(&url()).unwrap().options([("search_path", self.schema.as_str())]);
+        MonitoredPool::builder(
+            PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_millis(200)),
+            Monitor::new(),
+        )
+        .connect_with(options)
+        .await
+        .unwrap()
+    }
+
+    async fn drop_schema(self) {
+        let mut admin = PgConnection::connect(&url()).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.schema))).execute(&mut admin).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn queries_are_fingerprinted() {
+    let db = Db::new("fp").await;
+    common::queries_are_fingerprinted(db.pool(4).await).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn checkout_is_a_session() {
+    let db = Db::new("session").await;
+    common::checkout_is_a_session(db.pool(4).await).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn transactions_are_counted() {
+    let db = Db::new("tx").await;
+    common::transactions_are_counted(db.pool(4).await).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn errors_are_classified() {
+    let db = Db::new("err").await;
+    common::errors_are_classified(db.pool(4).await).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn pool_exhaustion_is_a_pool_timeout() {
+    let db = Db::new("exhaust").await;
+    common::pool_exhaustion_is_a_pool_timeout(db.pool(1).await).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn dropped_stream_is_recorded() {
+    let db = Db::new("stream").await;
+    common::dropped_stream_is_recorded(db.pool(4).await).await;
+    db.drop_schema().await;
+}
+
+#[tokio::test]
+async fn sampler_records_samples() {
+    let db = Db::new("sampler").await;
+    common::sampler_records_samples(db.pool(4).await).await;
+    db.drop_schema().await;
+}
+
+/// Two transactions locking two rows in opposite orders: PostgreSQL aborts
+/// one with SQLSTATE 40P01, classified and counted as a deadlock.
+#[tokio::test]
+async fn deadlock_is_classified() {
+    let db = Db::new("deadlock").await;
+    let pool = db.pool(4).await;
+    common::create_items(&pool).await;
+    common::exec(&pool, "INSERT INTO items (id, name) VALUES (1, 'a'), (2, 'b')").await.unwrap();
+
+    let mut a = pool.begin().await.unwrap();
+    let mut b = pool.begin().await.unwrap();
+    sqlx::query("UPDATE items SET name = 'a1' WHERE id = 1").execute(&mut a).await.unwrap();
+    sqlx::query("UPDATE items SET name = 'b2' WHERE id = 2").execute(&mut b).await.unwrap();
+    let (ra, rb) = tokio::join!(
+        sqlx::query("UPDATE items SET name = 'a2' WHERE id = 2").execute(&mut a),
+        sqlx::query("UPDATE items SET name = 'b1' WHERE id = 1").execute(&mut b),
+    );
+    let err = match (ra, rb) {
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => e,
+        other => panic!("expected exactly one deadlock victim, got {other:?}"),
+    };
+    assert_eq!(dbwarden_sqlx::classify(&err), ErrorClass::Deadlock, "{err}");
+    drop(a);
+    drop(b);
+    let by_class = pool.monitor().snapshot().error_metrics.by_class;
+    assert_eq!(by_class.get(&ErrorClass::Deadlock), Some(&1));
+    db.drop_schema().await;
+}
