@@ -97,3 +97,65 @@ impl Drop for Checkout {
         self.monitor.record_session_closed(used, self.cleanup);
     }
 }
+
+/// The accessors and the `Deref` to the driver connection that a monitored
+/// connection and a monitored transaction share: `$ty<DB>` has a `checkout:
+/// Checkout` field and the driver connection (or sqlx transaction) in
+/// `$conn`.
+macro_rules! checked_out_wrapper {
+    ($ty:ident, $conn:ident) => {
+        impl<DB: sqlx::Database> $ty<DB> {
+            /// How the connection was obtained: the wait, and whether (and
+            /// after how long) a new connection was opened for it.
+            pub fn acquire_info(&self) -> $crate::AcquireInfo {
+                self.checkout.acquire_info()
+            }
+
+            /// The id of this checkout in `Monitor::checkouts`, `None` when
+            /// the registry was full.
+            pub fn checkout_id(&self) -> Option<dbwarden_core::CheckoutId> {
+                self.checkout.id()
+            }
+
+            /// The monitor this checkout records into.
+            pub fn monitor(&self) -> &dbwarden_core::Monitor {
+                self.checkout.monitor()
+            }
+
+            /// The driver connection and the checkout, for the executor.
+            pub(crate) fn parts(&mut self) -> (&mut DB::Connection, &$crate::checkout::Checkout) {
+                (&mut self.$conn, &self.checkout)
+            }
+        }
+
+        impl<DB: sqlx::Database> std::ops::Deref for $ty<DB> {
+            type Target = DB::Connection;
+
+            fn deref(&self) -> &DB::Connection {
+                &self.$conn
+            }
+        }
+
+        impl<DB: sqlx::Database> std::ops::DerefMut for $ty<DB> {
+            fn deref_mut(&mut self) -> &mut DB::Connection {
+                &mut self.$conn
+            }
+        }
+
+        impl<DB: sqlx::Database> AsMut<DB::Connection> for $ty<DB> {
+            fn as_mut(&mut self) -> &mut DB::Connection {
+                &mut self.$conn
+            }
+        }
+
+        impl<DB: sqlx::Database> std::fmt::Debug for $ty<DB> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($ty))
+                    .field("checkout", &self.checkout.id())
+                    .field("acquire", &self.checkout.acquire_info())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+pub(crate) use checked_out_wrapper;

@@ -1,13 +1,10 @@
 //! A transaction begun on a [`crate::MonitoredPool`].
 
-use std::fmt;
-use std::ops::{Deref, DerefMut};
 use std::time::Instant;
 
-use dbwarden_core::{CheckoutId, Monitor};
 use sqlx::{Database, Transaction};
 
-use crate::checkout::{AcquireInfo, Checkout};
+use crate::checkout::Checkout;
 use crate::classify::classify;
 
 /// A transaction on a pooled connection; the transaction is the dbwarden
@@ -62,53 +59,6 @@ impl<DB: Database> MonitoredTransaction<DB> {
         }
         result
     }
-
-    /// How the connection under the transaction was obtained.
-    pub fn acquire_info(&self) -> AcquireInfo {
-        self.checkout.acquire_info()
-    }
-
-    /// The id of this checkout in [`Monitor::checkouts`].
-    pub fn checkout_id(&self) -> Option<CheckoutId> {
-        self.checkout.id()
-    }
-
-    /// The monitor this transaction records into.
-    pub fn monitor(&self) -> &Monitor {
-        self.checkout.monitor()
-    }
-
-    /// The driver connection and the checkout, for the executor.
-    pub(crate) fn parts(&mut self) -> (&mut DB::Connection, &Checkout) {
-        (&mut self.tx, &self.checkout)
-    }
 }
 
-impl<DB: Database> Deref for MonitoredTransaction<DB> {
-    type Target = DB::Connection;
-
-    fn deref(&self) -> &DB::Connection {
-        &self.tx
-    }
-}
-
-impl<DB: Database> DerefMut for MonitoredTransaction<DB> {
-    fn deref_mut(&mut self) -> &mut DB::Connection {
-        &mut self.tx
-    }
-}
-
-impl<DB: Database> AsMut<DB::Connection> for MonitoredTransaction<DB> {
-    fn as_mut(&mut self) -> &mut DB::Connection {
-        &mut self.tx
-    }
-}
-
-impl<DB: Database> fmt::Debug for MonitoredTransaction<DB> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MonitoredTransaction")
-            .field("checkout", &self.checkout.id())
-            .field("acquire", &self.checkout.acquire_info())
-            .finish_non_exhaustive()
-    }
-}
+crate::checkout::checked_out_wrapper!(MonitoredTransaction, tx);
