@@ -102,8 +102,27 @@ impl Drop for Checkout {
 /// connection and a monitored transaction share: `$ty<DB>` has a `checkout:
 /// Checkout` field and the driver connection (or sqlx transaction) in
 /// `$conn`.
+///
+/// `MonitoredConnection` also gets `close_on_drop`, which marks its pool
+/// connection to be closed instead of returned (used by recovery after a
+/// connection-level failure); a transaction's connection is not reachable
+/// through sqlx's public API, so the transaction has no such method.
 macro_rules! checked_out_wrapper {
+    (MonitoredConnection, $conn:ident) => {
+        $crate::checkout::checked_out_wrapper!(@common MonitoredConnection, $conn);
+
+        impl<DB: sqlx::Database> MonitoredConnection<DB> {
+            /// Closes the connection when this checkout is dropped instead
+            /// of returning it to the pool (the pool may open a replacement).
+            pub(crate) fn close_on_drop(&mut self) {
+                self.$conn.close_on_drop();
+            }
+        }
+    };
     ($ty:ident, $conn:ident) => {
+        $crate::checkout::checked_out_wrapper!(@common $ty, $conn);
+    };
+    (@common $ty:ident, $conn:ident) => {
         impl<DB: sqlx::Database> $ty<DB> {
             /// How the connection was obtained: the wait, and whether (and
             /// after how long) a new connection was opened for it.

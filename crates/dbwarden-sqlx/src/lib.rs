@@ -12,7 +12,11 @@
 //!   outcome, the failure classified by [`classify`];
 //! - pool timeouts, connection opens (see [`pool`](crate::MonitoredPool) for
 //!   what sqlx lets us measure) and periodic pool samples
-//!   ([`MonitoredPool::spawn_sampler`]).
+//!   ([`MonitoredPool::spawn_sampler`]), with the count of acquires waiting
+//!   in the pool;
+//! - units of work re-run on a fresh connection after a connection-level
+//!   failure ([`MonitoredPool::recover`], [`RecoveryPolicy`]) as recovery
+//!   attempts.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,6 +46,7 @@ mod database;
 mod executor;
 mod generator;
 mod pool;
+mod recovery;
 mod transaction;
 
 pub use checkout::{AcquireInfo, current_holder};
@@ -49,4 +54,5 @@ pub use classify::{classify, classify_database, classify_sqlite};
 pub use connection::MonitoredConnection;
 pub use database::MonitoredDatabase;
 pub use pool::{MonitoredPool, MonitoredPoolOptions, Sampler, SamplerError};
+pub use recovery::{MAX_ATTEMPTS, RecoveryPolicy, RecoveryPolicyBuilder, RecoveryPolicyError};
 pub use transaction::MonitoredTransaction;

@@ -19,14 +19,20 @@
 //!   free permit is what allows it). A connect sqlx makes on its own (the
 //!   `min_connections` maintenance, or an acquire through the raw pool) is
 //!   counted with a time of zero: the hook cannot know when it started.
-//! - The **permit wait alone**, the idle connection's **health check** and
-//!   the **pending-task count** cannot be separated: sqlx has no hook before
-//!   the permit and none around the ping (`before_acquire` runs after it).
-//!   `PoolSample::pending` is therefore always 0.
+//! - The **permit wait alone** and the idle connection's **health check**
+//!   cannot be separated: sqlx has no hook before the permit and none around
+//!   the ping (`before_acquire` runs after it).
+//! - The **pending-task count** is not kept by sqlx either, so the monitored
+//!   pool counts it itself: every acquire made through it (`acquire*`,
+//!   `begin*`, statements with `&pool` as the executor, recovery) is pending
+//!   from just before sqlx's `acquire()` until it returns, is cancelled or
+//!   fails. `PoolSample::pending` is that count; acquires made on the raw
+//!   pool ([`MonitoredPool::inner`]) are not counted.
 //! - **Connections closed** by the pool (idle timeout, max lifetime, a
 //!   failed health check) are not reported: sqlx has no close hook.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -80,6 +86,25 @@ type AfterConnect<DB> = Arc<
 pub struct MonitoredPool<DB: MonitoredDatabase> {
     pool: Pool<DB>,
     monitor: Monitor,
+    /// Acquires in progress through this pool (and its clones).
+    pending: Arc<AtomicU32>,
+}
+
+/// Counts one acquire as pending for as long as it lives, so a cancelled
+/// acquire (its future dropped) stops counting too.
+struct PendingGuard<'a>(&'a AtomicU32);
+
+impl<'a> PendingGuard<'a> {
+    fn enter(count: &'a AtomicU32) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        PendingGuard(count)
+    }
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl<DB: MonitoredDatabase> MonitoredPool<DB> {
@@ -87,7 +112,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// are not recorded; build the pool with [`MonitoredPool::builder`] to
     /// have them.
     pub fn new(pool: Pool<DB>, monitor: Monitor) -> Self {
-        MonitoredPool { pool, monitor }
+        MonitoredPool { pool, monitor, pending: Arc::new(AtomicU32::new(0)) }
     }
 
     /// A builder from sqlx pool options, which installs dbwarden's hooks.
@@ -149,8 +174,10 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
         }
     }
 
-    /// Records the pool's state now and returns it. `pending` is always 0:
-    /// sqlx does not expose how many tasks wait for a connection.
+    /// Records the pool's state now and returns it. `pending` is the number
+    /// of acquires in progress through this monitored pool (or its clones);
+    /// acquires on the raw [`MonitoredPool::inner`] pool are not counted,
+    /// since sqlx does not expose how many tasks wait for a connection.
     pub fn sample(&self) -> PoolSample {
         let size = self.pool.size();
         let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX).min(size);
@@ -159,12 +186,19 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
             size,
             idle,
             in_use: size - idle,
-            pending: 0,
+            pending: self.pending(),
             max: options.get_max_connections(),
             min: options.get_min_connections(),
         };
         self.monitor.record_pool_sample(sample);
         sample
+    }
+
+    /// Acquires in progress through this monitored pool (and its clones)
+    /// right now: waiting for a permit, checking an idle connection or
+    /// opening a new one.
+    pub fn pending(&self) -> u32 {
+        self.pending.load(Ordering::Relaxed)
     }
 
     /// Starts a tokio task that calls [`MonitoredPool::sample`] every
@@ -190,7 +224,10 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// One monitored `acquire()` on the raw pool.
     async fn checkout(&self) -> Result<(PoolConnection<DB>, AcquireInfo), sqlx::Error> {
         let trace = AcquireTrace::new();
-        let result = ACQUIRE.scope(Arc::clone(&trace), self.pool.acquire()).await;
+        let result = {
+            let _pending = PendingGuard::enter(&self.pending);
+            ACQUIRE.scope(Arc::clone(&trace), self.pool.acquire()).await
+        };
         let wait = trace.started.elapsed();
         match result {
             Ok(conn) => Ok((conn, AcquireInfo { wait, connect: trace.connected_after() })),
@@ -207,7 +244,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
 
 impl<DB: MonitoredDatabase> Clone for MonitoredPool<DB> {
     fn clone(&self) -> Self {
-        MonitoredPool { pool: self.pool.clone(), monitor: self.monitor.clone() }
+        MonitoredPool { pool: self.pool.clone(), monitor: self.monitor.clone(), pending: Arc::clone(&self.pending) }
     }
 }
 
