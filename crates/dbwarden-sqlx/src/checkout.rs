@@ -18,15 +18,27 @@ pub struct AcquireInfo {
     pub connect: Option<Duration>,
 }
 
+/// The environment variable that turns on a backtrace for every checkout
+/// (`1`, `true`, `yes` or `on`). Read once per process.
+pub const CHECKOUT_BACKTRACE_ENV: &str = "DBWARDEN_CHECKOUT_BACKTRACE";
+
+/// Whether checkouts capture a backtrace. Deliberately not tied to
+/// `RUST_BACKTRACE`: people set that for panic messages, and capturing and
+/// formatting a backtrace costs far more than a query (about 200 µs here),
+/// so it must be an explicit choice for leak hunting.
+fn backtraces_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| {
+        std::env::var(CHECKOUT_BACKTRACE_ENV)
+            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+    })
+}
+
 /// The holder of a checkout made now: the current tracing span, and a
-/// backtrace when `RUST_BACKTRACE` / `RUST_LIB_BACKTRACE` enable them.
+/// backtrace when [`CHECKOUT_BACKTRACE_ENV`] is set.
 pub fn current_holder() -> Holder {
     let span = tracing::Span::current().metadata().map(|m| format!("{}::{}", m.target(), m.name()));
-    let trace = std::backtrace::Backtrace::capture();
-    let backtrace = match trace.status() {
-        std::backtrace::BacktraceStatus::Captured => Some(trace.to_string()),
-        _ => None,
-    };
+    let backtrace = backtraces_enabled().then(|| std::backtrace::Backtrace::force_capture().to_string());
     Holder { span, backtrace, ..Holder::default() }
 }
 

@@ -49,7 +49,7 @@ mod pool;
 mod recovery;
 mod transaction;
 
-pub use checkout::{AcquireInfo, current_holder};
+pub use checkout::{AcquireInfo, CHECKOUT_BACKTRACE_ENV, current_holder};
 pub use classify::{classify, classify_database, classify_sqlite};
 pub use connection::MonitoredConnection;
 pub use database::MonitoredDatabase;
