@@ -48,54 +48,15 @@ impl Db {
     }
 }
 
-#[tokio::test]
-async fn queries_are_fingerprinted() {
-    let db = Db::new("fp").await;
-    common::queries_are_fingerprinted(db.pool(4).await).await;
-    db.drop_schema().await;
-}
-
-#[tokio::test]
-async fn checkout_is_a_session() {
-    let db = Db::new("session").await;
-    common::checkout_is_a_session(db.pool(4).await).await;
-    db.drop_schema().await;
-}
-
-#[tokio::test]
-async fn transactions_are_counted() {
-    let db = Db::new("tx").await;
-    common::transactions_are_counted(db.pool(4).await).await;
-    db.drop_schema().await;
-}
-
-#[tokio::test]
-async fn errors_are_classified() {
-    let db = Db::new("err").await;
-    common::errors_are_classified(db.pool(4).await).await;
-    db.drop_schema().await;
-}
-
-#[tokio::test]
-async fn pool_exhaustion_is_a_pool_timeout() {
-    let db = Db::new("exhaust").await;
-    common::pool_exhaustion_is_a_pool_timeout(db.pool(1).await).await;
-    db.drop_schema().await;
-}
-
-#[tokio::test]
-async fn dropped_stream_is_recorded() {
-    let db = Db::new("stream").await;
-    common::dropped_stream_is_recorded(db.pool(4).await).await;
-    db.drop_schema().await;
-}
-
-#[tokio::test]
-async fn sampler_records_samples() {
-    let db = Db::new("sampler").await;
-    common::sampler_records_samples(db.pool(4).await).await;
-    db.drop_schema().await;
-}
+server_backend_tests!(
+    queries_are_fingerprinted(4),
+    checkout_is_a_session(4),
+    transactions_are_counted(4),
+    errors_are_classified(4),
+    pool_exhaustion_is_a_pool_timeout(1),
+    dropped_stream_is_recorded(4),
+    sampler_records_samples(4),
+);
 
 /// Two transactions locking two rows in opposite orders: PostgreSQL aborts
 /// one with SQLSTATE 40P01, classified and counted as a deadlock.

@@ -11,31 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use dbwarden_core::{ErrorClass, Monitor};
+use dbwarden_core::ErrorClass;
 use dbwarden_sqlx::{MonitoredConnection, MonitoredPool, RecoveryPolicy, RecoveryPolicyError};
 use sqlx::Sqlite;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-struct Db {
-    _dir: tempfile::TempDir,
-    options: SqliteConnectOptions,
-}
-
-fn db() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    let options = SqliteConnectOptions::new().filename(dir.path().join("test.db")).create_if_missing(true);
-    Db { _dir: dir, options }
-}
-
-async fn pool(db: &Db, max: u32, acquire_timeout: Duration) -> MonitoredPool<Sqlite> {
-    MonitoredPool::builder(
-        SqlitePoolOptions::new().max_connections(max).acquire_timeout(acquire_timeout),
-        Monitor::new(),
-    )
-    .connect_with(db.options.clone())
-    .await
-    .unwrap()
-}
+use common::{sqlite_db as db, sqlite_pool as pool};
 
 fn io_error() -> sqlx::Error {
     sqlx::Error::Io(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset by peer"))

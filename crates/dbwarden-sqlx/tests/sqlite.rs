@@ -6,30 +6,13 @@ mod common;
 
 use std::time::Duration;
 
-use dbwarden_core::Monitor;
 use dbwarden_sqlx::MonitoredPool;
 use sqlx::Sqlite;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
-struct Db {
-    _dir: tempfile::TempDir,
-    options: SqliteConnectOptions,
-}
-
-fn db() -> Db {
-    let dir = tempfile::tempdir().unwrap();
-    let options = SqliteConnectOptions::new().filename(dir.path().join("test.db")).create_if_missing(true);
-    Db { _dir: dir, options }
-}
+use common::{SqliteDb as Db, sqlite_db as db};
 
 async fn pool(db: &Db, max: u32) -> MonitoredPool<Sqlite> {
-    MonitoredPool::builder(
-        SqlitePoolOptions::new().max_connections(max).acquire_timeout(Duration::from_millis(200)),
-        Monitor::new(),
-    )
-    .connect_with(db.options.clone())
-    .await
-    .unwrap()
+    common::sqlite_pool(db, max, Duration::from_millis(200)).await
 }
 
 #[tokio::test]

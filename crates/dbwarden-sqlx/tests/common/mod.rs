@@ -260,3 +260,45 @@ where
     // Connections opened through the builder's hook were counted.
     assert!(pool.monitor().snapshot().pool_metrics.connections_opened >= 1);
 }
+
+/// The shared checks as `#[tokio::test]`s for a server backend whose test
+/// file defines `Db` with `async fn new(test: &str) -> Db`,
+/// `async fn pool(&self, max: u32)` and `async fn drop_schema(self)`.
+#[macro_export]
+macro_rules! server_backend_tests {
+    ($($name:ident($max:expr)),* $(,)?) => {
+        $(
+            #[tokio::test]
+            async fn $name() {
+                let db = Db::new(stringify!($name)).await;
+                common::$name(db.pool($max).await).await;
+                db.drop_schema().await;
+            }
+        )*
+    };
+}
+
+/// A temporary SQLite database file, removed on drop.
+pub struct SqliteDb {
+    _dir: tempfile::TempDir,
+    pub options: sqlx::sqlite::SqliteConnectOptions,
+}
+
+/// A fresh SQLite database in a temporary directory.
+pub fn sqlite_db() -> SqliteDb {
+    let dir = tempfile::tempdir().unwrap();
+    let options =
+        sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("test.db")).create_if_missing(true);
+    SqliteDb { _dir: dir, options }
+}
+
+/// A monitored pool of at most `max` connections on `db`, with its own monitor.
+pub async fn sqlite_pool(db: &SqliteDb, max: u32, acquire_timeout: Duration) -> MonitoredPool<sqlx::Sqlite> {
+    MonitoredPool::builder(
+        sqlx::sqlite::SqlitePoolOptions::new().max_connections(max).acquire_timeout(acquire_timeout),
+        dbwarden_core::Monitor::new(),
+    )
+    .connect_with(db.options.clone())
+    .await
+    .unwrap()
+}
