@@ -13,7 +13,6 @@
 
 mod common;
 
-use std::str::FromStr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -23,78 +22,10 @@ use dbwarden_core::{
     Timestamp,
 };
 use dbwarden_sqlx::{MonitoredConnection, MonitoredDatabase, MonitoredPool, RecoveryPolicy};
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-use sqlx::{AssertSqlSafe, Connection, MySqlConnection, PgConnection, Postgres};
+use sqlx::{Connection, PgConnection, Postgres};
 
-fn pg_url() -> String {
-    std::env::var("DBWARDEN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-fn mysql_url() -> String {
-    std::env::var("DBWARDEN_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
-}
-
-/// A PostgreSQL schema of its own.
-struct PgDb {
-    schema: String,
-}
-
-impl PgDb {
-    async fn new(test: &str) -> PgDb {
-        let schema = common::unique(test);
-        let mut admin = PgConnection::connect(&pg_url()).await.expect("PostgreSQL must be reachable");
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.unwrap();
-        PgDb { schema }
-    }
-
-    async fn pool(&self, max: u32, monitor: Monitor) -> MonitoredPool<Postgres> {
-        let options = PgConnectOptions::from_str(&pg_url()).unwrap().options([("search_path", self.schema.as_str())]);
-        MonitoredPool::builder(
-            PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(2)),
-            monitor,
-        )
-        .connect_with(options)
-        .await
-        .unwrap()
-    }
-
-    async fn drop_schema(self) {
-        let mut admin = PgConnection::connect(&pg_url()).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.schema))).execute(&mut admin).await.unwrap();
-    }
-}
-
-/// A MariaDB / MySQL database of its own.
-struct MyDb {
-    schema: String,
-}
-
-impl MyDb {
-    async fn new(test: &str) -> MyDb {
-        let schema = common::unique(test);
-        let mut admin = MySqlConnection::connect(&mysql_url()).await.expect("MariaDB must be reachable");
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {schema}"))).execute(&mut admin).await.unwrap();
-        MyDb { schema }
-    }
-
-    async fn pool(&self, max: u32, monitor: Monitor) -> MonitoredPool<sqlx::MySql> {
-        let options = MySqlConnectOptions::from_str(&mysql_url()).unwrap().database(&self.schema);
-        MonitoredPool::builder(
-            MySqlPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_secs(2)),
-            monitor,
-        )
-        .connect_with(options)
-        .await
-        .unwrap()
-    }
-
-    async fn drop_schema(self) {
-        let mut admin = MySqlConnection::connect(&mysql_url()).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("DROP DATABASE {}", self.schema))).execute(&mut admin).await.unwrap();
-    }
-}
+use common::{MyDb, PgDb, pg_url};
 
 /// A monitor on a manual clock with a 5 s leak threshold, its clock, and a
 /// sink collecting its events.
@@ -193,7 +124,7 @@ async fn sqlite_leak_detected_then_returned() {
 async fn postgres_leak_detected_then_returned() {
     let db = PgDb::new("leak").await;
     let (monitor, clock, sink) = leak_monitor();
-    let pool = db.pool(2, monitor).await;
+    let pool = db.pool_with(2, Duration::from_secs(2), monitor).await;
     leak_detected_then_returned(pool.clone(), clock, sink).await;
     pool.inner().close().await;
     db.drop_schema().await;
@@ -207,7 +138,7 @@ fn class_count(monitor: &Monitor, class: ErrorClass) -> u64 {
 #[tokio::test]
 async fn postgres_statement_timeout_is_classified() {
     let db = PgDb::new("stmt_timeout").await;
-    let pool = db.pool(2, Monitor::new()).await;
+    let pool = db.pool_with(2, Duration::from_secs(2), Monitor::new()).await;
     let monitor = pool.monitor().clone();
     {
         let mut conn = pool.acquire().await.unwrap();
@@ -236,7 +167,7 @@ async fn postgres_statement_timeout_is_classified() {
 #[tokio::test]
 async fn mariadb_statement_timeout_is_classified() {
     let db = MyDb::new("stmt_timeout").await;
-    let pool = db.pool(2, Monitor::new()).await;
+    let pool = db.pool_with(2, Duration::from_secs(2), Monitor::new()).await;
     let monitor = pool.monitor().clone();
     {
         let mut conn = pool.acquire().await.unwrap();
@@ -262,7 +193,7 @@ async fn mariadb_statement_timeout_is_classified() {
 #[tokio::test]
 async fn postgres_terminated_backend_is_recovered() {
     let db = PgDb::new("terminate").await;
-    let pool = db.pool(2, Monitor::new()).await;
+    let pool = db.pool_with(2, Duration::from_secs(2), Monitor::new()).await;
     let monitor = pool.monitor().clone();
     common::create_items(&pool).await;
     common::exec(&pool, "INSERT INTO items (id, name) VALUES (1, 'alice')").await.unwrap();

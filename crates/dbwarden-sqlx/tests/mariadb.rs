@@ -7,46 +7,7 @@
 
 mod common;
 
-use std::str::FromStr;
-use std::time::Duration;
-
-use dbwarden_core::Monitor;
-use dbwarden_sqlx::MonitoredPool;
-use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, MySql, MySqlConnection};
-
-fn url() -> String {
-    std::env::var("DBWARDEN_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
-}
-
-struct Db {
-    schema: String,
-}
-
-impl Db {
-    async fn new(test: &str) -> Db {
-        let schema = common::unique(test);
-        let mut admin = MySqlConnection::connect(&url()).await.expect("MariaDB must be reachable");
-        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {schema}"))).execute(&mut admin).await.unwrap();
-        Db { schema }
-    }
-
-    async fn pool(&self, max: u32) -> MonitoredPool<MySql> {
-        let options = MySqlConnectOptions::from_str(&url()).unwrap().database(&self.schema);
-        MonitoredPool::builder(
-            MySqlPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_millis(200)),
-            Monitor::new(),
-        )
-        .connect_with(options)
-        .await
-        .unwrap()
-    }
-
-    async fn drop_schema(self) {
-        let mut admin = MySqlConnection::connect(&url()).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("DROP DATABASE {}", self.schema))).execute(&mut admin).await.unwrap();
-    }
-}
+use common::MyDb as Db;
 
 server_backend_tests!(
     queries_are_fingerprinted(4),

@@ -7,46 +7,9 @@
 
 mod common;
 
-use std::str::FromStr;
-use std::time::Duration;
+use dbwarden_core::ErrorClass;
 
-use dbwarden_core::{ErrorClass, Monitor};
-use dbwarden_sqlx::MonitoredPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{AssertSqlSafe, Connection, PgConnection, Postgres};
-
-fn url() -> String {
-    std::env::var("DBWARDEN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
-
-struct Db {
-    schema: String,
-}
-
-impl Db {
-    async fn new(test: &str) -> Db {
-        let schema = common::unique(test);
-        let mut admin = PgConnection::connect(&url()).await.expect("PostgreSQL must be reachable");
-        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.unwrap();
-        Db { schema }
-    }
-
-    async fn pool(&self, max: u32) -> MonitoredPool<Postgres> {
-        let options = PgConnectOptions::from_str(&url()).unwrap().options([("search_path", self.schema.as_str())]);
-        MonitoredPool::builder(
-            PgPoolOptions::new().max_connections(max).acquire_timeout(Duration::from_millis(200)),
-            Monitor::new(),
-        )
-        .connect_with(options)
-        .await
-        .unwrap()
-    }
-
-    async fn drop_schema(self) {
-        let mut admin = PgConnection::connect(&url()).await.unwrap();
-        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.schema))).execute(&mut admin).await.unwrap();
-    }
-}
+use common::PgDb as Db;
 
 server_backend_tests!(
     queries_are_fingerprinted(4),

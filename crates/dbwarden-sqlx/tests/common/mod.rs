@@ -302,3 +302,101 @@ pub async fn sqlite_pool(db: &SqliteDb, max: u32, acquire_timeout: Duration) -> 
     .await
     .unwrap()
 }
+
+/// The PostgreSQL server the tests use.
+pub fn pg_url() -> String {
+    std::env::var("DBWARDEN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The MariaDB / MySQL server the tests use.
+pub fn mysql_url() -> String {
+    std::env::var("DBWARDEN_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into())
+}
+
+/// A PostgreSQL schema of the test's own; an unreachable server fails the test.
+pub struct PgDb {
+    schema: String,
+}
+
+impl PgDb {
+    pub async fn new(test: &str) -> PgDb {
+        use sqlx::Connection;
+        let schema = unique(test);
+        let mut admin = sqlx::PgConnection::connect(&pg_url()).await.expect("PostgreSQL must be reachable");
+        sqlx::query(AssertSqlSafe(format!("CREATE SCHEMA {schema}"))).execute(&mut admin).await.unwrap();
+        PgDb { schema }
+    }
+
+    /// A pool of at most `max` connections, 200 ms acquire timeout, its own monitor.
+    pub async fn pool(&self, max: u32) -> MonitoredPool<sqlx::Postgres> {
+        self.pool_with(max, Duration::from_millis(200), dbwarden_core::Monitor::new()).await
+    }
+
+    pub async fn pool_with(
+        &self,
+        max: u32,
+        acquire_timeout: Duration,
+        monitor: dbwarden_core::Monitor,
+    ) -> MonitoredPool<sqlx::Postgres> {
+        use std::str::FromStr;
+        let options = sqlx::postgres::PgConnectOptions::from_str(&pg_url())
+            .unwrap()
+            .options([("search_path", self.schema.as_str())]);
+        MonitoredPool::builder(
+            sqlx::postgres::PgPoolOptions::new().max_connections(max).acquire_timeout(acquire_timeout),
+            monitor,
+        )
+        .connect_with(options)
+        .await
+        .unwrap()
+    }
+
+    pub async fn drop_schema(self) {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(&pg_url()).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {} CASCADE", self.schema))).execute(&mut admin).await.unwrap();
+    }
+}
+
+/// A MariaDB / MySQL database of the test's own; an unreachable server fails the test.
+pub struct MyDb {
+    schema: String,
+}
+
+impl MyDb {
+    pub async fn new(test: &str) -> MyDb {
+        use sqlx::Connection;
+        let schema = unique(test);
+        let mut admin = sqlx::MySqlConnection::connect(&mysql_url()).await.expect("MariaDB must be reachable");
+        sqlx::query(AssertSqlSafe(format!("CREATE DATABASE {schema}"))).execute(&mut admin).await.unwrap();
+        MyDb { schema }
+    }
+
+    /// A pool of at most `max` connections, 200 ms acquire timeout, its own monitor.
+    pub async fn pool(&self, max: u32) -> MonitoredPool<sqlx::MySql> {
+        self.pool_with(max, Duration::from_millis(200), dbwarden_core::Monitor::new()).await
+    }
+
+    pub async fn pool_with(
+        &self,
+        max: u32,
+        acquire_timeout: Duration,
+        monitor: dbwarden_core::Monitor,
+    ) -> MonitoredPool<sqlx::MySql> {
+        use std::str::FromStr;
+        let options = sqlx::mysql::MySqlConnectOptions::from_str(&mysql_url()).unwrap().database(&self.schema);
+        MonitoredPool::builder(
+            sqlx::mysql::MySqlPoolOptions::new().max_connections(max).acquire_timeout(acquire_timeout),
+            monitor,
+        )
+        .connect_with(options)
+        .await
+        .unwrap()
+    }
+
+    pub async fn drop_schema(self) {
+        use sqlx::Connection;
+        let mut admin = sqlx::MySqlConnection::connect(&mysql_url()).await.unwrap();
+        sqlx::query(AssertSqlSafe(format!("DROP DATABASE {}", self.schema))).execute(&mut admin).await.unwrap();
+    }
+}
