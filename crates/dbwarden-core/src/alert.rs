@@ -212,11 +212,27 @@ pub enum AlertType {
     ConnectionLeak,
     /// Session creation, cleanup or recovery takes too long.
     SlowOperation,
+    /// HTTP requests are slow or time out.
+    SlowRequest,
+    /// Too many HTTP requests are in flight at once.
+    RequestQueue,
+    /// The session table is large: cleanup may not be keeping up.
+    SessionTableSize,
+    /// Expired sessions accumulate.
+    ExpiredSessions,
+    /// The session store writes too often: throttling is off or broken.
+    SessionWriteRate,
+    /// Session cleanup has not run within twice its interval.
+    CleanupNotRunning,
+    /// The host is short of memory.
+    HighMemory,
+    /// The host's CPU is saturated.
+    HighCpu,
 }
 
 impl AlertType {
     /// Every alert type, in declaration order.
-    pub const ALL: [AlertType; 11] = [
+    pub const ALL: [AlertType; 19] = [
         AlertType::ConnectionFailure,
         AlertType::PoolExhaustion,
         AlertType::SlowQuery,
@@ -228,6 +244,14 @@ impl AlertType {
         AlertType::ExcessiveActiveSessions,
         AlertType::ConnectionLeak,
         AlertType::SlowOperation,
+        AlertType::SlowRequest,
+        AlertType::RequestQueue,
+        AlertType::SessionTableSize,
+        AlertType::ExpiredSessions,
+        AlertType::SessionWriteRate,
+        AlertType::CleanupNotRunning,
+        AlertType::HighMemory,
+        AlertType::HighCpu,
     ];
 
     /// The stable snake_case name, used in JSON, labels and URLs.
@@ -244,6 +268,14 @@ impl AlertType {
             AlertType::ExcessiveActiveSessions => "excessive_active_sessions",
             AlertType::ConnectionLeak => "connection_leak",
             AlertType::SlowOperation => "slow_operation",
+            AlertType::SlowRequest => "slow_request",
+            AlertType::RequestQueue => "request_queue",
+            AlertType::SessionTableSize => "session_table_size",
+            AlertType::ExpiredSessions => "expired_sessions",
+            AlertType::SessionWriteRate => "session_write_rate",
+            AlertType::CleanupNotRunning => "cleanup_not_running",
+            AlertType::HighMemory => "high_memory",
+            AlertType::HighCpu => "high_cpu",
         }
     }
 }

@@ -78,6 +78,31 @@ pub struct Thresholds {
     /// The 5-minute p95 query latency over its 1-hour p95 that counts as a
     /// degradation (default 2.0).
     pub latency_degradation_ratio: f64,
+    /// Requests in flight at once that warn (default 50: the request queue).
+    pub request_queue_warning: u64,
+    /// Requests in flight at once that are critical (default 100).
+    pub request_queue_critical: u64,
+    /// One fingerprint run at least this many times in one request, for more
+    /// than `n_plus_one_min_total` in all, is an N+1 pattern (default 5).
+    pub n_plus_one_min_count: u32,
+    /// See `n_plus_one_min_count` (default 50 ms).
+    #[serde(with = "duration_secs")]
+    pub n_plus_one_min_total: Duration,
+    /// A session table larger than this many bytes alerts (default 100 MB).
+    pub session_table_bytes: u64,
+    /// More expired sessions than this waiting for cleanup alerts (default 1000).
+    pub expired_sessions: u64,
+    /// More session-store writes than this per minute alerts (default 1000):
+    /// the store is not throttling.
+    pub session_writes_per_minute: u64,
+    /// Host memory in use (0–1) that warns (default 0.80).
+    pub memory_warning: f64,
+    /// Host memory in use (0–1) that is critical (default 0.90).
+    pub memory_critical: f64,
+    /// Host CPU in use (0–1) that warns (default 0.80).
+    pub cpu_warning: f64,
+    /// Host CPU in use (0–1) that is critical (default 0.90).
+    pub cpu_critical: f64,
 }
 
 impl Default for Thresholds {
@@ -99,6 +124,17 @@ impl Default for Thresholds {
             slow_request: Duration::from_secs(5),
             request_timeout: Duration::from_secs(30),
             latency_degradation_ratio: 2.0,
+            request_queue_warning: 50,
+            request_queue_critical: 100,
+            n_plus_one_min_count: 5,
+            n_plus_one_min_total: Duration::from_millis(50),
+            session_table_bytes: 100 * 1000 * 1000,
+            expired_sessions: 1000,
+            session_writes_per_minute: 1000,
+            memory_warning: 0.80,
+            memory_critical: 0.90,
+            cpu_warning: 0.80,
+            cpu_critical: 0.90,
         }
     }
 }
@@ -159,6 +195,31 @@ impl Thresholds {
             "request_timeout",
             self.request_timeout.as_secs_f64(),
         )?;
+        ratio("memory_warning", self.memory_warning)?;
+        ratio("memory_critical", self.memory_critical)?;
+        ratio("cpu_warning", self.cpu_warning)?;
+        ratio("cpu_critical", self.cpu_critical)?;
+        ordered("memory_warning", self.memory_warning, "memory_critical", self.memory_critical)?;
+        ordered("cpu_warning", self.cpu_warning, "cpu_critical", self.cpu_critical)?;
+        positive("n_plus_one_min_total", self.n_plus_one_min_total)?;
+        for (field, value) in [
+            ("request_queue_warning", self.request_queue_warning),
+            ("request_queue_critical", self.request_queue_critical),
+            ("n_plus_one_min_count", u64::from(self.n_plus_one_min_count)),
+            ("session_table_bytes", self.session_table_bytes),
+            ("expired_sessions", self.expired_sessions),
+            ("session_writes_per_minute", self.session_writes_per_minute),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::OutOfRange { field, value: "0".into(), expected: "at least 1" });
+            }
+        }
+        ordered(
+            "request_queue_warning",
+            self.request_queue_warning as f64,
+            "request_queue_critical",
+            self.request_queue_critical as f64,
+        )?;
         if self.max_active_sessions == 0 {
             return Err(ConfigError::OutOfRange {
                 field: "max_active_sessions",
@@ -212,6 +273,8 @@ pub struct MonitorConfig {
     pub trend_interval: Duration,
     /// Trend points kept, default 288 (24 h at 5 minutes).
     pub trend_points: usize,
+    /// Recent N+1 findings kept, default 200.
+    pub n_plus_one_ring: usize,
 }
 
 impl Default for MonitorConfig {
@@ -231,6 +294,7 @@ impl Default for MonitorConfig {
             rate_resolution: Duration::from_secs(10),
             trend_interval: Duration::from_secs(300),
             trend_points: 288,
+            n_plus_one_ring: 200,
         }
     }
 }
@@ -265,6 +329,7 @@ impl MonitorConfig {
             ("error_patterns", self.error_patterns, 10_000),
             ("tracked_checkouts", self.tracked_checkouts, 1_000_000),
             ("trend_points", self.trend_points, 100_000),
+            ("n_plus_one_ring", self.n_plus_one_ring, 100_000),
         ];
         for (field, value, max) in capacities {
             if value == 0 || value > max {

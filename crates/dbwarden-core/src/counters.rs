@@ -40,6 +40,10 @@ pub(crate) enum Counter {
     CleanupRows,
     CleanupErrors,
     LeaksSuspected,
+    NPlusOne,
+    SessionWrites,
+    SessionTouches,
+    SessionWritesAvoided,
     /// First of [`ErrorClass::ALL`]`.len()` per-class error counters.
     ErrorsByClass,
 }

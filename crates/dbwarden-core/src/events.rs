@@ -55,6 +55,30 @@ pub struct ErrorEvent {
     pub operation: Option<String>,
 }
 
+/// A request that ran one fingerprint many times: the N+1 pattern (one
+/// query for a list, then one per item).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NPlusOneEvent {
+    /// When the request finished.
+    pub at: Timestamp,
+    /// The route template.
+    pub route: String,
+    /// The HTTP method.
+    pub method: String,
+    /// The request's id.
+    pub request_id: String,
+    /// The repeated statement's fingerprint.
+    pub fingerprint: FingerprintId,
+    /// The normalized statement.
+    pub text: String,
+    /// Its main table.
+    pub table: Option<String>,
+    /// How many times it ran in the request.
+    pub count: u32,
+    /// Their total execution time, ms.
+    pub total_ms: f64,
+}
+
 /// Something that happened, pushed to every [`EventSink`].
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -72,6 +96,8 @@ pub enum Event {
     SlowQuery(QueryEvent),
     /// An error was recorded.
     Error(ErrorEvent),
+    /// A request ran one statement many times (an N+1 pattern).
+    NPlusOne(NPlusOneEvent),
     /// The periodic tick ran; carries the time, so live views can refresh.
     Tick {
         /// The tick's time.

@@ -52,6 +52,7 @@ pub mod alert;
 mod checkouts;
 pub mod clock;
 pub mod config;
+pub mod context;
 mod counters;
 mod error;
 pub mod error_class;
@@ -59,6 +60,7 @@ mod events;
 pub mod fingerprint;
 mod health;
 pub mod histogram;
+mod inputs;
 mod keyed;
 mod monitor;
 mod patterns;
@@ -79,12 +81,16 @@ pub use alert::{
 pub use checkouts::{CheckoutId, CheckoutInfo, Holder, SessionKind, TrackedCheckout};
 pub use clock::{Clock, ManualClock, SystemClock, Timestamp};
 pub use config::{MonitorConfig, Thresholds};
+pub use context::{OperationContext, RequestContext};
 pub use error::ConfigError;
 pub use error_class::ErrorClass;
-pub use events::{CollectingSink, ErrorEvent, Event, EventSink, QueryEvent};
+pub use events::{CollectingSink, ErrorEvent, Event, EventSink, NPlusOneEvent, QueryEvent};
 pub use fingerprint::{Fingerprint, FingerprintCache, FingerprintId, StatementKind};
 pub use health::{HealthCheck, HealthReport, HealthStatus, MetricsSummary, PerformanceReport, Recommendation};
 pub use histogram::{Histogram, HistogramConfig, HistogramSnapshot, LatencySummary};
+pub use inputs::{
+    NamedOperationStat, ResourceMetrics, ResourceSample, SessionStoreMetrics, SessionTableSample, SessionWrite,
+};
 pub use monitor::{
     CleanupRecord, MIN_OPERATIONS_FOR_RATE, MIN_QUERIES_FOR_DEGRADATION, Monitor, MonitorBuilder, Outcome, PoolSample,
     RequestRecord, ResetScope, TimedPoolSample,

@@ -15,12 +15,14 @@ use crate::alert::{Alert, AlertEngine, AlertError, AlertId, AlertRule, Matcher, 
 use crate::checkouts::{CheckoutInfo, Holder, Registry, SessionKind, TrackedCheckout};
 use crate::clock::{Clock, SystemClock, Timestamp};
 use crate::config::{MonitorConfig, Thresholds};
+use crate::context;
 use crate::counters::{COUNTERS, Counter, Counters, Totals, is_error_counter};
 use crate::error::ConfigError;
 use crate::error_class::ErrorClass;
-use crate::events::{ErrorEvent, Event, EventSink, QueryEvent};
+use crate::events::{ErrorEvent, Event, EventSink, NPlusOneEvent, QueryEvent};
 use crate::fingerprint::Fingerprint;
 use crate::histogram::{Histogram, HistogramConfig, HistogramSnapshot};
+use crate::inputs::{ResourceSample, SessionTableSample};
 use crate::keyed::KeyedStats;
 use crate::patterns::ErrorPatterns;
 use crate::queries::{Execution, PreparedQuery, QueryStats};
@@ -154,6 +156,10 @@ pub(crate) struct State {
     pub(crate) alerts: AlertEngine,
     pub(crate) trend: TrendState,
     pub(crate) last_cleanup: Option<(Timestamp, CleanupRecord)>,
+    pub(crate) n_plus_one: Ring<NPlusOneEvent>,
+    pub(crate) session_table: Option<(Timestamp, SessionTableSample)>,
+    pub(crate) cleanup_interval: Option<Duration>,
+    pub(crate) resources: Option<(Timestamp, ResourceSample)>,
     pub(crate) last_tick: Option<Timestamp>,
     pub(crate) last_summary_log: Option<Timestamp>,
 }
@@ -263,6 +269,8 @@ pub(crate) struct Inner {
     pub(crate) queries: QueryStats,
     pub(crate) routes: KeyedStats<RouteKey>,
     pub(crate) operations: KeyedStats<String>,
+    /// Named units of work (`with_operation`), apart from recovered ones.
+    pub(crate) named_operations: KeyedStats<String>,
     pub(crate) state: Mutex<State>,
     pub(crate) checkouts: Registry,
     sinks: RwLock<Vec<Arc<dyn EventSink>>>,
@@ -353,6 +361,10 @@ impl MonitorBuilder {
             alerts,
             trend: TrendState::new(config.trend_interval, config.trend_points, now),
             last_cleanup: None,
+            n_plus_one: Ring::new(config.n_plus_one_ring),
+            session_table: None,
+            cleanup_interval: None,
+            resources: None,
             last_tick: None,
             last_summary_log: None,
         };
@@ -361,6 +373,7 @@ impl MonitorBuilder {
                 queries: QueryStats::new(config.top_queries, config.fingerprint_cache, now),
                 routes: KeyedStats::new(config.top_routes),
                 operations: KeyedStats::new(config.top_operations),
+                named_operations: KeyedStats::new(config.top_operations),
                 checkouts: Registry::new(config.tracked_checkouts),
                 config,
                 clock,
@@ -450,7 +463,7 @@ impl Monitor {
         self.inner.sinks.write().unwrap_or_else(|e| e.into_inner()).retain(|s| !Arc::ptr_eq(s, sink));
     }
 
-    fn emit(&self, event: Event) {
+    pub(crate) fn emit(&self, event: Event) {
         let sinks = self.inner.sinks.read().unwrap_or_else(|e| e.into_inner());
         for sink in sinks.iter() {
             sink.on_event(&event);
@@ -542,7 +555,7 @@ impl Monitor {
         self.record_error(class, message, None, None);
     }
 
-    fn record_error(
+    pub(crate) fn record_error(
         &self,
         class: ErrorClass,
         message: &str,
@@ -604,8 +617,14 @@ impl Monitor {
         let slow = self.count_query(at, duration, rows, &outcome);
         let failed = outcome.class().is_some();
         let e = Execution { at, duration, rows, failed, slow };
-        if let Some(fingerprint) = self.inner.queries.record_text(sql, e, || self.now()) {
-            self.notable_query(&fingerprint, duration, rows, outcome, slow);
+        let in_context = context::is_active();
+        if let Some(fingerprint) = self.inner.queries.record_text(sql, e, in_context, || self.now()) {
+            if in_context {
+                context::note_statement(&fingerprint, duration, failed);
+            }
+            if failed || slow {
+                self.notable_query(&fingerprint, duration, rows, outcome, slow);
+            }
         }
     }
 
@@ -617,6 +636,9 @@ impl Monitor {
         let slow = self.count_query(at, duration, rows, &outcome);
         let failed = outcome.class().is_some();
         self.inner.queries.record_prepared(query, Execution { at, duration, rows, failed, slow }, || self.now());
+        if context::is_active() {
+            context::note_statement(query.fingerprint_arc(), duration, failed);
+        }
         if slow || failed {
             self.notable_query(query.fingerprint(), duration, rows, outcome, slow);
         }
@@ -661,7 +683,8 @@ impl Monitor {
         };
         self.state().recent_queries.push(event.clone());
         if let Outcome::Failure { class, message } = outcome {
-            self.record_error(class, message, Some(fingerprint), None);
+            let operation = context::current_operation();
+            self.record_error(class, message, Some(fingerprint), operation.as_ref().map(|o| o.name()));
         }
         if slow {
             tracing::warn!(target: "dbwarden", fingerprint = %event.fingerprint, query = %event.text, duration_ms = event.duration_ms, "slow query");
@@ -991,6 +1014,7 @@ impl Monitor {
             inner.queries.clear();
             inner.routes.clear();
             inner.operations.clear();
+            inner.named_operations.clear();
             inner.peak_sessions.store(inner.active_sessions.load(Ordering::Relaxed).max(0), Ordering::Relaxed);
             inner.peak_in_flight.store(inner.in_flight_requests.load(Ordering::Relaxed).max(0), Ordering::Relaxed);
         }
@@ -1003,6 +1027,7 @@ impl Monitor {
             state.pool.peak_utilization = state.pool.latest.map_or(0.0, |s| s.utilization);
             state.trend.clear(now);
             state.last_cleanup = None;
+            state.n_plus_one.clear();
         }
         if errors {
             state.errors.clear();
@@ -1083,6 +1108,27 @@ impl SignalValues<'_> {
                     TimedOperation::Recovery => Counter::SlowRecoveries,
                 }) as f64
             }
+            Signal::InFlightRequests => self.monitor.inner.in_flight_requests.load(Ordering::Relaxed).max(0) as f64,
+            Signal::SlowRequests { window } => self.delta(window).totals.get(Counter::SlowRequests) as f64,
+            Signal::SessionTableBytes => self.state.session_table?.1.bytes? as f64,
+            Signal::ExpiredSessions => self.state.session_table?.1.expired as f64,
+            Signal::SessionWrites { window } => {
+                let t = self.delta(window).totals;
+                (t.get(Counter::SessionWrites) + t.get(Counter::SessionTouches)) as f64
+            }
+            Signal::CleanupOverdue => {
+                let interval = self.state.cleanup_interval?;
+                let since = self.state.last_cleanup.map_or(self.monitor.inner.started_at, |(at, _)| at);
+                self.now.since(since).as_secs_f64() / interval.as_secs_f64()
+            }
+            Signal::MemoryUsage => {
+                let r = self.state.resources?.1;
+                if r.memory_total == 0 {
+                    return None;
+                }
+                r.memory_used as f64 / r.memory_total as f64
+            }
+            Signal::CpuUsage => self.state.resources?.1.cpu_usage,
             Signal::LatencyDegradation => {
                 let recent = self.delta(Window::FiveMinutes).query_latency;
                 let baseline = self.delta(Window::OneHour).query_latency;

@@ -148,6 +148,10 @@ impl PreparedQuery {
     pub fn fingerprint(&self) -> &Fingerprint {
         &self.slot.fingerprint
     }
+
+    pub(crate) fn fingerprint_arc(&self) -> &Arc<Fingerprint> {
+        &self.slot.fingerprint
+    }
 }
 
 /// The order of [`crate::Monitor::top_queries`].
@@ -317,16 +321,18 @@ impl QueryStats {
     }
 
     /// Records one execution of the statement `sql`; returns its fingerprint
-    /// when `notable` (the caller reports it), `None` otherwise so the common
-    /// path clones nothing.
+    /// when it is notable (failed or slow) or `wanted` (a request or an
+    /// operation tallies it), `None` otherwise so the common path clones
+    /// nothing.
     #[inline]
     pub(crate) fn record_text(
         &self,
         sql: &str,
         e: Execution,
+        wanted: bool,
         now: impl FnOnce() -> Timestamp,
     ) -> Option<Arc<Fingerprint>> {
-        let notable = e.failed || e.slow;
+        let notable = e.failed || e.slow || wanted;
         let hash = xxhash_rust::xxh3::xxh3_64(sql.as_bytes());
         if sql.len() <= FAST_MAX_TEXT {
             let hit = FAST.try_with(|fast| {

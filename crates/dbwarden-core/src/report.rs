@@ -258,6 +258,8 @@ pub struct RequestMetrics {
     pub peak_in_flight: u64,
     /// Latency of all requests.
     pub latency: LatencySummary,
+    /// N+1 patterns found.
+    pub n_plus_one: u64,
 }
 
 /// Statistics of one route.
@@ -332,6 +334,12 @@ pub struct MetricsSnapshot {
     pub request_metrics: RequestMetrics,
     /// Cleanup runs.
     pub cleanup_metrics: CleanupMetrics,
+    /// Named operations, busiest first.
+    pub operation_metrics: Vec<crate::inputs::NamedOperationStat>,
+    /// The session store's writes and table.
+    pub session_store_metrics: crate::inputs::SessionStoreMetrics,
+    /// The host's resources.
+    pub resource_metrics: crate::inputs::ResourceMetrics,
     /// Rolling windows: `1m`, `5m`, `15m`, `1h`.
     pub rates: BTreeMap<Window, WindowRates>,
     /// Active alerts.
@@ -393,6 +401,9 @@ impl Monitor {
         let suspected = inner.checkouts.suspected();
         let checked_out = inner.checkouts.list(now).len();
         let top = inner.queries.stats(QuerySort::TotalTime, 10);
+        let operation_metrics = self.operations();
+        let session_store_metrics = self.session_store_metrics();
+        let resource_metrics = self.resource_metrics();
         let state = self.state();
         let windows: BTreeMap<Window, WindowRates> = Window::ALL
             .iter()
@@ -495,6 +506,7 @@ impl Monitor {
                 in_flight: inner.in_flight_requests.load(Ordering::Relaxed).max(0) as u64,
                 peak_in_flight: inner.peak_in_flight.load(Ordering::Relaxed).max(0) as u64,
                 latency: h.request.snapshot().summary(),
+                n_plus_one: t.get(Counter::NPlusOne),
             },
             cleanup_metrics: CleanupMetrics {
                 runs: t.get(Counter::CleanupRuns),
@@ -504,6 +516,9 @@ impl Monitor {
                 last_run_at: state.last_cleanup.map(|(at, _)| at),
                 last_run: state.last_cleanup.map(|(_, run)| run),
             },
+            operation_metrics,
+            session_store_metrics,
+            resource_metrics,
             rates: windows,
             alerts: AlertCounts {
                 active: active.len(),

@@ -149,6 +149,80 @@ pub fn default_rules(t: &Thresholds) -> Vec<AlertRule> {
                 "Queries are slower than their one-hour baseline",
             )
         },
+        AlertRule {
+            for_duration: MINUTE,
+            ..rule(
+                "request_queue",
+                AlertType::RequestQueue,
+                Signal::InFlightRequests,
+                vec![
+                    level(Severity::Medium, t.request_queue_warning as f64, 0.8),
+                    level(Severity::High, t.request_queue_critical as f64, 0.8),
+                ],
+                "Many requests are in flight at once",
+            )
+        },
+        rule(
+            "slow_requests",
+            AlertType::SlowRequest,
+            Signal::SlowRequests { window: five },
+            vec![count_level(Severity::Low, 1.0), count_level(Severity::Medium, 10.0)],
+            "Requests ran past the slow-request threshold",
+        ),
+        rule(
+            "session_table_size",
+            AlertType::SessionTableSize,
+            Signal::SessionTableBytes,
+            vec![level(Severity::High, t.session_table_bytes as f64, 0.9)],
+            "The session table is large; check that cleanup runs",
+        ),
+        rule(
+            "expired_sessions",
+            AlertType::ExpiredSessions,
+            Signal::ExpiredSessions,
+            vec![level(Severity::Medium, t.expired_sessions as f64, 0.5)],
+            "Expired sessions are accumulating",
+        ),
+        AlertRule {
+            keep_firing_for: 2 * MINUTE,
+            ..rule(
+                "session_write_rate",
+                AlertType::SessionWriteRate,
+                Signal::SessionWrites { window: Window::OneMinute },
+                vec![level(Severity::Medium, t.session_writes_per_minute as f64, 0.8)],
+                "The session store writes on (nearly) every request",
+            )
+        },
+        rule(
+            "cleanup_not_running",
+            AlertType::CleanupNotRunning,
+            Signal::CleanupOverdue,
+            vec![level(Severity::High, 2.0, 0.5)],
+            "Session cleanup has not run within twice its interval",
+        ),
+        AlertRule {
+            for_duration: MINUTE,
+            ..rule(
+                "high_memory",
+                AlertType::HighMemory,
+                Signal::MemoryUsage,
+                vec![
+                    level(Severity::Medium, t.memory_warning, 0.95),
+                    level(Severity::Critical, t.memory_critical, 0.95),
+                ],
+                "The host is running out of memory",
+            )
+        },
+        AlertRule {
+            for_duration: 2 * MINUTE,
+            ..rule(
+                "high_cpu",
+                AlertType::HighCpu,
+                Signal::CpuUsage,
+                vec![level(Severity::Medium, t.cpu_warning, 0.9), level(Severity::High, t.cpu_critical, 0.9)],
+                "The host's CPU is saturated",
+            )
+        },
     ];
     for (name, operation, summary) in [
         ("slow_session_creation", TimedOperation::SessionCreation, "Opening database sessions is slow"),

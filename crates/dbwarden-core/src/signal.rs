@@ -139,6 +139,29 @@ pub enum Signal {
     /// The 5-minute p95 query latency divided by the 1-hour p95: above 1 means
     /// queries got slower than their recent baseline.
     LatencyDegradation,
+    /// HTTP requests in flight now (the request queue).
+    InFlightRequests,
+    /// Requests slower than the slow-request threshold over the window.
+    SlowRequests {
+        /// The window.
+        window: Window,
+    },
+    /// Bytes the session table takes, at its latest sample.
+    SessionTableBytes,
+    /// Expired sessions waiting for cleanup, at the latest sample.
+    ExpiredSessions,
+    /// Writes the session store made (full writes and expiry touches) over the window.
+    SessionWrites {
+        /// The window.
+        window: Window,
+    },
+    /// Time since the last cleanup run (or since start, when none ran)
+    /// divided by the cleanup interval; no value until an interval is set.
+    CleanupOverdue,
+    /// Host memory in use, 0–1, at the latest resource sample.
+    MemoryUsage,
+    /// Host CPU in use, 0–1, at the latest resource sample.
+    CpuUsage,
 }
 
 impl Signal {
@@ -146,7 +169,13 @@ impl Signal {
     pub const fn unit(&self) -> &'static str {
         match self {
             Signal::ErrorRate { .. } | Signal::RecoveryRate { .. } | Signal::PoolUtilization => "ratio",
-            Signal::LatencyDegradation => "ratio",
+            Signal::LatencyDegradation | Signal::CleanupOverdue => "ratio",
+            Signal::MemoryUsage | Signal::CpuUsage => "ratio",
+            Signal::SessionTableBytes => "bytes",
+            Signal::InFlightRequests
+            | Signal::SlowRequests { .. }
+            | Signal::ExpiredSessions
+            | Signal::SessionWrites { .. } => "count",
             Signal::PendingRequests | Signal::ActiveSessions | Signal::SuspectedLeaks => "count",
             Signal::PoolTimeouts { .. }
             | Signal::SlowQueries { .. }
@@ -157,7 +186,14 @@ impl Signal {
 
     /// Whether the value is a fraction best shown as a percentage.
     pub const fn is_ratio(&self) -> bool {
-        matches!(self, Signal::ErrorRate { .. } | Signal::RecoveryRate { .. } | Signal::PoolUtilization)
+        matches!(
+            self,
+            Signal::ErrorRate { .. }
+                | Signal::RecoveryRate { .. }
+                | Signal::PoolUtilization
+                | Signal::MemoryUsage
+                | Signal::CpuUsage
+        )
     }
 }
 
@@ -177,6 +213,14 @@ impl fmt::Display for Signal {
                 write!(f, "slow {} operations over {window}", operation.as_str())
             }
             Signal::LatencyDegradation => f.write_str("p95 query latency against its 1 h baseline"),
+            Signal::InFlightRequests => f.write_str("requests in flight"),
+            Signal::SlowRequests { window } => write!(f, "slow requests over {window}"),
+            Signal::SessionTableBytes => f.write_str("session table size"),
+            Signal::ExpiredSessions => f.write_str("expired sessions awaiting cleanup"),
+            Signal::SessionWrites { window } => write!(f, "session-store writes over {window}"),
+            Signal::CleanupOverdue => f.write_str("time since the last cleanup run over its interval"),
+            Signal::MemoryUsage => f.write_str("host memory in use"),
+            Signal::CpuUsage => f.write_str("host CPU in use"),
         }
     }
 }

@@ -1,0 +1,399 @@
+//! Who a statement runs for: the HTTP request and the named operation in
+//! progress on the current task.
+//!
+//! [`with_request`] and [`with_operation`] wrap a future so that, while it is
+//! polled, every statement recorded into any [`crate::Monitor`] is also
+//! counted against that request (database time, statement count, and a tally
+//! per fingerprint from which N+1 patterns are found) and that operation.
+//! Adapters read [`current_request`] to name the holder of a checkout.
+//!
+//! This is plain `std`: the wrapper installs the context in a thread-local for
+//! the duration of each poll and restores the previous one afterwards, the way
+//! a task-local works, so it needs no runtime and follows the future across
+//! threads of a work-stealing executor. Work spawned onto another task does
+//! not inherit the context; wrap it again if it should.
+
+use std::cell::RefCell;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use crate::fingerprint::Fingerprint;
+
+/// Distinct fingerprints tallied per request; statements past this many
+/// distinct fingerprints still count toward database time and statement
+/// count, only not toward N+1 detection.
+pub const MAX_TALLIED_FINGERPRINTS: usize = 64;
+
+/// The longest request id or route kept; longer ones are cut.
+const MAX_LABEL: usize = 256;
+
+/// One fingerprint's executions within a request.
+#[derive(Debug, Clone)]
+pub struct StatementTally {
+    /// The statement's fingerprint.
+    pub fingerprint: Arc<Fingerprint>,
+    /// How many times it ran.
+    pub count: u32,
+    /// Their total execution time.
+    pub total: Duration,
+}
+
+/// What dbwarden knows about one HTTP request while it runs.
+///
+/// Created by the request-tracking layer, shared through [`with_request`],
+/// read by [`crate::Monitor::finish_request`] at the end.
+pub struct RequestContext {
+    request_id: String,
+    method: String,
+    route: String,
+    db_nanos: AtomicU64,
+    db_queries: AtomicU32,
+    tallies: Mutex<Vec<StatementTally>>,
+}
+
+impl RequestContext {
+    /// A context for the request `request_id`, matched to `route` (the route
+    /// template such as `/users/{id}`, never the raw path).
+    pub fn new(request_id: impl Into<String>, method: &str, route: &str) -> Arc<RequestContext> {
+        let mut request_id = request_id.into();
+        cut(&mut request_id, MAX_LABEL);
+        let mut route = route.to_owned();
+        cut(&mut route, MAX_LABEL);
+        let mut method = method.to_owned();
+        cut(&mut method, 16);
+        Arc::new(RequestContext {
+            request_id,
+            method,
+            route,
+            db_nanos: AtomicU64::new(0),
+            db_queries: AtomicU32::new(0),
+            tallies: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The request's id.
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The HTTP method.
+    pub fn method(&self) -> &str {
+        &self.method
+    }
+
+    /// The route template.
+    pub fn route(&self) -> &str {
+        &self.route
+    }
+
+    /// Time spent executing statements for this request so far.
+    pub fn db_time(&self) -> Duration {
+        Duration::from_nanos(self.db_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Statements run for this request so far.
+    pub fn db_queries(&self) -> u32 {
+        self.db_queries.load(Ordering::Relaxed)
+    }
+
+    /// Each fingerprint run for this request, with its count and total time,
+    /// in the order first seen.
+    pub fn tallies(&self) -> Vec<StatementTally> {
+        self.tallies.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn note(&self, fingerprint: &Arc<Fingerprint>, duration: Duration) {
+        self.db_nanos.fetch_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        self.db_queries.fetch_add(1, Ordering::Relaxed);
+        let mut tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = tallies.iter_mut().find(|t| t.fingerprint.id() == fingerprint.id()) {
+            t.count = t.count.saturating_add(1);
+            t.total += duration;
+        } else if tallies.len() < MAX_TALLIED_FINGERPRINTS {
+            tallies.push(StatementTally { fingerprint: fingerprint.clone(), count: 1, total: duration });
+        }
+    }
+}
+
+impl fmt::Debug for RequestContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestContext")
+            .field("request_id", &self.request_id)
+            .field("method", &self.method)
+            .field("route", &self.route)
+            .field("db_time", &self.db_time())
+            .field("db_queries", &self.db_queries())
+            .finish()
+    }
+}
+
+/// A named unit of work in progress (see [`with_operation`]).
+#[derive(Debug)]
+pub struct OperationContext {
+    name: String,
+    db_nanos: AtomicU64,
+    db_queries: AtomicU32,
+    failed: AtomicU32,
+}
+
+impl OperationContext {
+    /// A context for the operation `name` (cut to 128 bytes).
+    pub fn new(name: impl Into<String>) -> Arc<OperationContext> {
+        let mut name = name.into();
+        cut(&mut name, 128);
+        Arc::new(OperationContext {
+            name,
+            db_nanos: AtomicU64::new(0),
+            db_queries: AtomicU32::new(0),
+            failed: AtomicU32::new(0),
+        })
+    }
+
+    /// The operation's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Time spent executing statements within the operation so far.
+    pub fn db_time(&self) -> Duration {
+        Duration::from_nanos(self.db_nanos.load(Ordering::Relaxed))
+    }
+
+    /// Statements run within the operation so far.
+    pub fn db_queries(&self) -> u32 {
+        self.db_queries.load(Ordering::Relaxed)
+    }
+
+    /// Statements that failed within the operation so far.
+    pub fn failed_queries(&self) -> u32 {
+        self.failed.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Default)]
+struct Current {
+    request: Option<Arc<RequestContext>>,
+    operation: Option<Arc<OperationContext>>,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Current> = const { RefCell::new(Current { request: None, operation: None }) };
+}
+
+/// The request being served on this task, if the tracking layer set one.
+pub fn current_request() -> Option<Arc<RequestContext>> {
+    CURRENT.try_with(|c| c.try_borrow().ok().and_then(|c| c.request.clone())).ok().flatten()
+}
+
+/// The named operation running on this task, if any.
+pub fn current_operation() -> Option<Arc<OperationContext>> {
+    CURRENT.try_with(|c| c.try_borrow().ok().and_then(|c| c.operation.clone())).ok().flatten()
+}
+
+/// Whether a request or an operation is current: the recording path asks
+/// this first so statements outside any context cost one thread-local read.
+#[inline]
+pub(crate) fn is_active() -> bool {
+    CURRENT.try_with(|c| c.try_borrow().is_ok_and(|c| c.request.is_some() || c.operation.is_some())).unwrap_or(false)
+}
+
+/// Counts a finished statement against the current request and operation.
+pub(crate) fn note_statement(fingerprint: &Arc<Fingerprint>, duration: Duration, failed: bool) {
+    let _ = CURRENT.try_with(|c| {
+        let Ok(c) = c.try_borrow() else { return };
+        if let Some(request) = &c.request {
+            request.note(fingerprint, duration);
+        }
+        if let Some(op) = &c.operation {
+            op.db_nanos.fetch_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
+            op.db_queries.fetch_add(1, Ordering::Relaxed);
+            if failed {
+                op.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+}
+
+/// The context a wrapper carries: while its future is not being polled,
+/// the wrapper's own; while it is, the one it displaced.
+enum Held {
+    Request(Option<Arc<RequestContext>>),
+    Operation(Option<Arc<OperationContext>>),
+}
+
+impl Held {
+    /// Exchanges the held context with the thread's current one.
+    fn swap(&mut self) {
+        let _ = CURRENT.try_with(|c| {
+            if let Ok(mut c) = c.try_borrow_mut() {
+                match self {
+                    Held::Request(r) => std::mem::swap(&mut c.request, r),
+                    Held::Operation(o) => std::mem::swap(&mut c.operation, o),
+                }
+            }
+        });
+    }
+}
+
+/// Installs a context for one poll and puts the previous one back when
+/// dropped, even if the poll panics.
+struct Installed<'a>(&'a mut Held);
+
+impl<'a> Installed<'a> {
+    fn install(held: &'a mut Held) -> Self {
+        held.swap();
+        Installed(held)
+    }
+}
+
+impl Drop for Installed<'_> {
+    fn drop(&mut self) {
+        self.0.swap();
+    }
+}
+
+/// A future that runs with a request or an operation installed as current;
+/// see [`with_request`] and [`with_operation`].
+#[must_use = "futures do nothing unless polled"]
+pub struct WithContext<F> {
+    held: Held,
+    future: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for WithContext<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.get_mut();
+        let _installed = Installed::install(&mut this.held);
+        this.future.as_mut().poll(cx)
+    }
+}
+
+impl<F> fmt::Debug for WithContext<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WithContext").finish_non_exhaustive()
+    }
+}
+
+/// Runs `future` as part of the request `context`: statements it records
+/// count toward the request, and checkouts it makes name the request.
+pub fn with_request<F: Future>(context: Arc<RequestContext>, future: F) -> WithContext<F> {
+    WithContext { held: Held::Request(Some(context)), future: Box::pin(future) }
+}
+
+/// Runs `future` as the named operation `context`: its statements count
+/// toward the operation and its errors name it.
+pub fn with_operation<F: Future>(context: Arc<OperationContext>, future: F) -> WithContext<F> {
+    WithContext { held: Held::Operation(Some(context)), future: Box::pin(future) }
+}
+
+fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    fn block_on<F: Future>(future: F) -> F::Output {
+        let mut future = Box::pin(future);
+        let mut cx = Context::from_waker(Waker::noop());
+        loop {
+            if let Poll::Ready(out) = future.as_mut().poll(&mut cx) {
+                return out;
+            }
+        }
+    }
+
+    /// Yields once, so the wrapper is polled twice and must reinstall.
+    struct YieldOnce(bool);
+
+    impl Future for YieldOnce {
+        type Output = ();
+        fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+            if self.0 {
+                Poll::Ready(())
+            } else {
+                self.0 = true;
+                cx.waker().wake_by_ref();
+                Poll::Pending
+            }
+        }
+    }
+
+    #[test]
+    fn the_request_is_current_only_inside_the_wrapper_and_across_polls() {
+        let ctx = RequestContext::new("req-1", "GET", "/users/{id}");
+        assert!(current_request().is_none());
+        let seen = block_on(with_request(ctx.clone(), async {
+            let first = current_request().map(|c| c.request_id().to_owned());
+            YieldOnce(false).await;
+            let second = current_request().map(|c| c.request_id().to_owned());
+            (first, second)
+        }));
+        assert_eq!(seen, (Some("req-1".to_owned()), Some("req-1".to_owned())));
+        assert!(current_request().is_none());
+        assert!(!is_active());
+    }
+
+    #[test]
+    fn nested_contexts_restore_the_outer_one() {
+        let outer = RequestContext::new("outer", "GET", "/a");
+        let inner = RequestContext::new("inner", "GET", "/b");
+        let ids = block_on(with_request(outer, async {
+            let nested = with_request(inner, async { current_request().map(|c| c.request_id().to_owned()) }).await;
+            let after = current_request().map(|c| c.request_id().to_owned());
+            let op = with_operation(OperationContext::new("load_user"), async {
+                (current_operation().map(|o| o.name().to_owned()), current_request().map(|c| c.route().to_owned()))
+            })
+            .await;
+            (nested, after, op)
+        }));
+        assert_eq!(ids.0.as_deref(), Some("inner"));
+        assert_eq!(ids.1.as_deref(), Some("outer"));
+        assert_eq!(ids.2, (Some("load_user".to_owned()), Some("/a".to_owned())));
+        assert!(current_operation().is_none());
+    }
+
+    #[test]
+    fn statements_are_tallied_per_fingerprint_with_a_bound() {
+        let ctx = RequestContext::new("r", "GET", "/x");
+        let cache = crate::fingerprint::FingerprintCache::new(128);
+        block_on(with_request(ctx.clone(), async {
+            for i in 0..7 {
+                let fp = cache.get(&format!("SELECT * FROM items WHERE id = {i}"));
+                note_statement(&fp, Duration::from_millis(10), false);
+            }
+            for i in 0..100 {
+                let fp = cache.get(&format!("SELECT * FROM t{i}"));
+                note_statement(&fp, Duration::from_millis(1), false);
+            }
+        }));
+        assert_eq!(ctx.db_queries(), 107);
+        assert_eq!(ctx.db_time(), Duration::from_millis(170));
+        let tallies = ctx.tallies();
+        assert_eq!(tallies.len(), MAX_TALLIED_FINGERPRINTS);
+        assert_eq!(tallies[0].count, 7);
+        assert_eq!(tallies[0].fingerprint.text(), "SELECT * FROM items WHERE id = ?");
+    }
+
+    #[test]
+    fn long_labels_are_cut_at_a_character_boundary() {
+        let ctx = RequestContext::new("é".repeat(300), "GET", &"/ü".repeat(300));
+        assert!(ctx.request_id().len() <= MAX_LABEL);
+        assert!(ctx.route().len() <= MAX_LABEL);
+    }
+}
