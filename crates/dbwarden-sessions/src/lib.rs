@@ -2,3 +2,11 @@
 //! tower-sessions store with throttled activity writes and version-guarded
 //! saves, batched cleanup with one runner at a time, analytics and database
 //! maintenance, for SQLite, PostgreSQL, MySQL / MariaDB and Redis.
+
+pub mod db;
+pub mod migrate;
+pub mod schema;
+
+pub use db::{Backend, DbError, SessionDatabase};
+pub use migrate::{MigrateError, MigrationReport, applied_migrations, migrate, pending_migrations};
+pub use schema::{SchemaConfig, SchemaError, TableName};
