@@ -494,6 +494,29 @@ impl QueryStats {
         out
     }
 
+    /// Every tracked fingerprint plus "other" (when it holds anything), each
+    /// with its latency histogram, in no particular order.
+    pub(crate) fn stats_with_latency(&self) -> Vec<(QueryStat, HistogramSnapshot)> {
+        let mut out: Vec<(QueryStat, HistogramSnapshot)> = {
+            let table = self.table.read().unwrap_or_else(|e| e.into_inner());
+            table
+                .slots
+                .values()
+                .map(|slot| {
+                    let f = slot.figures();
+                    let last_seen = Timestamp::from_millis(slot.last_seen.load(Ordering::Relaxed));
+                    (stat_of(&slot.fingerprint, &f, slot.first_seen, last_seen, false), f.latency)
+                })
+                .collect()
+        };
+        let mut other = self.other.lock().unwrap_or_else(|e| e.into_inner()).figures.clone();
+        other.merge(&self.table.read().unwrap_or_else(|e| e.into_inner()).unadmitted.figures());
+        if other.latency.count() > 0 {
+            out.push((stat_of(&Fingerprint::other(), &other, self.started, self.started, true), other.latency));
+        }
+        out
+    }
+
     /// How many fingerprints were folded into "other" so far.
     pub(crate) fn evicted(&self) -> u64 {
         self.other.lock().unwrap_or_else(|e| e.into_inner()).evicted_fingerprints
