@@ -755,7 +755,7 @@ impl Monitor {
     /// Stops tracking a checkout. If it had been reported as a leak, a
     /// "returned" event follows.
     pub fn release_checkout(&self, checkout: &TrackedCheckout) {
-        if let Some(info) = self.inner.checkouts.release(checkout, self.now()) {
+        if let Some(info) = self.inner.checkouts.release(checkout, || self.now()) {
             tracing::info!(
                 target: "dbwarden",
                 checkout = info.id.0,

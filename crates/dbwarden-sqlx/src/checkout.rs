@@ -34,12 +34,19 @@ fn backtraces_enabled() -> bool {
     })
 }
 
-/// The holder of a checkout made now: the current tracing span, and a
-/// backtrace when [`CHECKOUT_BACKTRACE_ENV`] is set.
+/// The holder of a checkout made now: the request being served (its id and
+/// route, when the request-tracking layer runs it), the current tracing
+/// span, and a backtrace when [`CHECKOUT_BACKTRACE_ENV`] is set.
 pub fn current_holder() -> Holder {
     let span = tracing::Span::current().metadata().map(|m| format!("{}::{}", m.target(), m.name()));
     let backtrace = backtraces_enabled().then(|| std::backtrace::Backtrace::force_capture().to_string());
-    Holder { span, backtrace, ..Holder::default() }
+    let request = dbwarden_core::context::current_request();
+    Holder {
+        request_id: request.as_ref().map(|r| r.request_id().to_owned()),
+        route: request.as_ref().map(|r| r.route().to_owned()),
+        span,
+        backtrace,
+    }
 }
 
 /// One live checkout. Dropping it records the check-in, closes the session
@@ -59,13 +66,19 @@ pub(crate) struct Checkout {
 impl Checkout {
     /// Records the checkout and opens its tracking; the session itself is
     /// recorded by the caller (its creation time differs per kind).
-    pub(crate) fn start(monitor: &Monitor, kind: SessionKind, holder: Holder, acquire: AcquireInfo) -> Checkout {
+    pub(crate) fn start(
+        monitor: &Monitor,
+        kind: SessionKind,
+        holder: Holder,
+        acquire: AcquireInfo,
+        checked_out_at: Instant,
+    ) -> Checkout {
         monitor.record_checkout(acquire.wait);
         let tracked = monitor.track_checkout(kind, holder);
         Checkout {
             monitor: monitor.clone(),
             tracked,
-            checked_out_at: Instant::now(),
+            checked_out_at,
             acquire,
             cleanup: Duration::ZERO,
             open_transaction: kind == SessionKind::Transaction,

@@ -206,8 +206,8 @@ where
         let holder = current_holder();
         Box::pin(Generator::new(move |out| async move {
             let mut conn = pool.acquire_as(holder).await?;
+            // Just checked out: its last activity is its checkout time.
             let (raw, checkout) = conn.parts();
-            checkout.touch();
             let monitor = checkout.monitor().clone();
             let mut steps = fetch_many_on::<DB, E>(raw, monitor, query);
             while let Some(step) = steps.try_next().await? {
@@ -225,8 +225,8 @@ where
         let holder = current_holder();
         Box::pin(async move {
             let mut conn = pool.acquire_as(holder).await?;
+            // Just checked out: its last activity is its checkout time.
             let (raw, checkout) = conn.parts();
-            checkout.touch();
             let monitor = checkout.monitor().clone();
             fetch_optional_on::<DB, E>(raw, monitor, query).await
         })
@@ -244,8 +244,7 @@ where
         let holder = current_holder();
         Box::pin(async move {
             let mut conn = pool.acquire_as(holder).await?;
-            let (raw, checkout) = conn.parts();
-            checkout.touch();
+            let (raw, _) = conn.parts();
             raw.prepare_with(sql, parameters).await
         })
     }

@@ -16,7 +16,13 @@
 //!   in the pool;
 //! - units of work re-run on a fresh connection after a connection-level
 //!   failure ([`MonitoredPool::recover`], [`RecoveryPolicy`]) as recovery
-//!   attempts.
+//!   attempts;
+//! - named operations ([`OperationExt::operation`]): calls, duration,
+//!   failures by class, and the statements each ran;
+//! - the request a statement or a checkout belongs to, when the request runs
+//!   inside [`dbwarden_core::context::with_request`] (the request-tracking
+//!   layer does this): its database time and statement count, N+1 patterns,
+//!   and the request id and route as the holder of its checkouts.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -45,6 +51,7 @@ mod connection;
 mod database;
 mod executor;
 mod generator;
+mod operation;
 mod pool;
 mod recovery;
 mod transaction;
@@ -53,6 +60,7 @@ pub use checkout::{AcquireInfo, CHECKOUT_BACKTRACE_ENV, current_holder};
 pub use classify::{classify, classify_database, classify_sqlite};
 pub use connection::MonitoredConnection;
 pub use database::MonitoredDatabase;
+pub use operation::{ClassifyError, Operation, OperationExt};
 pub use pool::{MonitoredPool, MonitoredPoolOptions, Sampler, SamplerError};
 pub use recovery::{MAX_ATTEMPTS, RecoveryPolicy, RecoveryPolicyBuilder, RecoveryPolicyError};
 pub use transaction::MonitoredTransaction;

@@ -31,9 +31,10 @@
 //! - **Connections closed** by the pool (idle timeout, max lifetime, a
 //!   failed health check) are not reported: sqlx has no close hook.
 
+use std::cell::Cell;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use dbwarden_core::{ErrorClass, Holder, Monitor, PoolSample, SessionKind};
@@ -47,26 +48,52 @@ use crate::connection::MonitoredConnection;
 use crate::database::MonitoredDatabase;
 use crate::transaction::MonitoredTransaction;
 
-tokio::task_local! {
-    /// The monitored acquire running on this task, seen by the hooks.
-    static ACQUIRE: Arc<AcquireTrace>;
+thread_local! {
+    /// When the monitored acquire being polled on this thread started; set
+    /// only for the duration of that poll, so the `after_connect` hook (which
+    /// sqlx runs inside it) can tell how long the connect took.
+    static ACQUIRE_STARTED: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// What the hook found during that poll: the time from the start of the
+    /// acquire to the end of a connect.
+    static CONNECTED_AFTER: Cell<Option<Duration>> = const { Cell::new(None) };
 }
 
-/// What the hooks learned during one monitored acquire.
-#[derive(Debug)]
-struct AcquireTrace {
-    started: Instant,
-    connected_after: Mutex<Option<Duration>>,
+/// Restores the thread's acquire start when a poll ends, even by panic.
+struct AcquirePoll {
+    previous: Option<Instant>,
 }
 
-impl AcquireTrace {
-    fn new() -> Arc<Self> {
-        Arc::new(AcquireTrace { started: Instant::now(), connected_after: Mutex::new(None) })
+impl AcquirePoll {
+    fn enter(started: Instant) -> Self {
+        AcquirePoll { previous: ACQUIRE_STARTED.replace(Some(started)) }
     }
+}
 
-    fn connected_after(&self) -> Option<Duration> {
-        *self.connected_after.lock().unwrap_or_else(PoisonError::into_inner)
+impl Drop for AcquirePoll {
+    fn drop(&mut self) {
+        ACQUIRE_STARTED.set(self.previous);
     }
+}
+
+/// Polls `acquire` with its start visible to the `after_connect` hook and
+/// returns its output with the connect time the hook saw, if any. This
+/// costs two thread-local writes per poll and no allocation, which matters
+/// on the path of every checkout.
+async fn traced_acquire<F: std::future::Future>(started: Instant, acquire: F) -> (F::Output, Option<Duration>) {
+    let mut acquire = std::pin::pin!(acquire);
+    let mut connected = None;
+    let output = std::future::poll_fn(|cx| {
+        let polled = {
+            let _poll = AcquirePoll::enter(started);
+            acquire.as_mut().poll(cx)
+        };
+        if let Some(after) = CONNECTED_AFTER.take() {
+            connected = Some(after);
+        }
+        polled
+    })
+    .await;
+    (output, connected)
 }
 
 /// A user's `after_connect` callback, chained after dbwarden's.
@@ -140,8 +167,8 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// A timeout is recorded as a pool timeout, any other failure as a
     /// session error.
     pub async fn acquire_as(&self, holder: Holder) -> Result<MonitoredConnection<DB>, sqlx::Error> {
-        let (conn, info) = self.checkout().await?;
-        let checkout = Checkout::start(&self.monitor, SessionKind::Connection, holder, info);
+        let (conn, info, checked_out_at) = self.checkout().await?;
+        let checkout = Checkout::start(&self.monitor, SessionKind::Connection, holder, info, checked_out_at);
         self.monitor.record_session_created(info.wait);
         Ok(MonitoredConnection::new(conn, checkout))
     }
@@ -156,18 +183,18 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// `holder`. The transaction is the session; its creation time is the
     /// checkout wait plus the BEGIN.
     pub async fn begin_as(&self, holder: Holder) -> Result<MonitoredTransaction<DB>, sqlx::Error> {
-        let (conn, info) = self.checkout().await?;
-        let begin_started = Instant::now();
+        let (conn, info, checked_out_at) = self.checkout().await?;
         match Transaction::begin(conn, None).await {
             Ok(tx) => {
-                let checkout = Checkout::start(&self.monitor, SessionKind::Transaction, holder, info);
-                self.monitor.record_session_created(info.wait + begin_started.elapsed());
+                let checkout = Checkout::start(&self.monitor, SessionKind::Transaction, holder, info, checked_out_at);
+                // The transaction's creation is the wait plus the BEGIN.
+                self.monitor.record_session_created(info.wait + checked_out_at.elapsed());
                 Ok(MonitoredTransaction::new(tx, checkout))
             }
             Err(error) => {
                 // The connection was out for the BEGIN only.
                 self.monitor.record_checkout(info.wait);
-                self.monitor.record_checkin(begin_started.elapsed());
+                self.monitor.record_checkin(checked_out_at.elapsed());
                 self.monitor.record_session_error(classify(&error), &error.to_string());
                 Err(error)
             }
@@ -221,16 +248,18 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
         Ok(Sampler { task })
     }
 
-    /// One monitored `acquire()` on the raw pool.
-    async fn checkout(&self) -> Result<(PoolConnection<DB>, AcquireInfo), sqlx::Error> {
-        let trace = AcquireTrace::new();
-        let result = {
+    /// One monitored `acquire()` on the raw pool; also returns when it
+    /// ended, which is when the checkout starts.
+    async fn checkout(&self) -> Result<(PoolConnection<DB>, AcquireInfo, Instant), sqlx::Error> {
+        let started = Instant::now();
+        let (result, connect) = {
             let _pending = PendingGuard::enter(&self.pending);
-            ACQUIRE.scope(Arc::clone(&trace), self.pool.acquire()).await
+            traced_acquire(started, self.pool.acquire()).await
         };
-        let wait = trace.started.elapsed();
+        let ended = Instant::now();
+        let wait = ended.duration_since(started);
         match result {
-            Ok(conn) => Ok((conn, AcquireInfo { wait, connect: trace.connected_after() })),
+            Ok(conn) => Ok((conn, AcquireInfo { wait, connect }, ended)),
             Err(error) => {
                 match classify(&error) {
                     ErrorClass::PoolTimeout => self.monitor.record_pool_timeout(wait),
@@ -292,13 +321,14 @@ impl<DB: MonitoredDatabase> MonitoredPoolOptions<DB> {
             let monitor = monitor.clone();
             let user = user.clone();
             Box::pin(async move {
-                let connect = ACQUIRE.try_with(|trace| {
-                    let after = trace.started.elapsed();
-                    *trace.connected_after.lock().unwrap_or_else(PoisonError::into_inner) = Some(after);
-                    after
-                });
+                // Read at the first poll, which runs inside the acquire's.
+                let connect = ACQUIRE_STARTED.get().map(|started| started.elapsed());
                 if let Some(user) = user {
                     user(conn, meta).await?;
+                }
+                if let Some(after) = connect {
+                    // Any later poll of this hook is inside the acquire's poll too.
+                    CONNECTED_AFTER.set(Some(after));
                 }
                 monitor.record_connection_opened(connect.unwrap_or(Duration::ZERO));
                 Ok(())
@@ -311,7 +341,8 @@ impl<DB: MonitoredDatabase> MonitoredPoolOptions<DB> {
     pub async fn connect(self, url: &str) -> Result<MonitoredPool<DB>, sqlx::Error> {
         let monitor = self.monitor.clone();
         let options = self.into_pool_options();
-        let pool = ACQUIRE.scope(AcquireTrace::new(), options.connect(url)).await?;
+        let (pool, _) = traced_acquire(Instant::now(), options.connect(url)).await;
+        let pool = pool?;
         Ok(MonitoredPool::new(pool, monitor))
     }
 
@@ -322,7 +353,8 @@ impl<DB: MonitoredDatabase> MonitoredPoolOptions<DB> {
     ) -> Result<MonitoredPool<DB>, sqlx::Error> {
         let monitor = self.monitor.clone();
         let options = self.into_pool_options();
-        let pool = ACQUIRE.scope(AcquireTrace::new(), options.connect_with(connect_options)).await?;
+        let (pool, _) = traced_acquire(Instant::now(), options.connect_with(connect_options)).await;
+        let pool = pool?;
         Ok(MonitoredPool::new(pool, monitor))
     }
 

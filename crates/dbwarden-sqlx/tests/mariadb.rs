@@ -17,4 +17,6 @@ server_backend_tests!(
     pool_exhaustion_is_a_pool_timeout(1),
     dropped_stream_is_recorded(4),
     sampler_records_samples(4),
+    requests_and_operations_are_attributed(4),
+    error_rates_per_class_and_patterns(4),
 );

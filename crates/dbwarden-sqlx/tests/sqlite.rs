@@ -56,3 +56,39 @@ async fn sampler_records_samples() {
     let db = db();
     common::sampler_records_samples(pool(&db, 4).await).await;
 }
+
+#[tokio::test]
+async fn requests_and_operations_are_attributed() {
+    let db = db();
+    common::requests_and_operations_are_attributed(pool(&db, 4).await).await;
+}
+
+#[tokio::test]
+async fn error_rates_per_class_and_patterns() {
+    let db = db();
+    common::error_rates_per_class_and_patterns(pool(&db, 4).await).await;
+}
+
+/// A checkout that had to open a connection says so, with the connect
+/// time within its wait; one that reused an idle connection does not.
+#[tokio::test]
+async fn new_connections_are_attributed_to_the_checkout_that_opened_them() {
+    let db = db();
+    let pool = MonitoredPool::builder(
+        // One connection, so the second checkout must reuse the first's.
+        sqlx::sqlite::SqlitePoolOptions::new().max_connections(1),
+        dbwarden_core::Monitor::new(),
+    )
+    .connect_lazy_with(db.options.clone());
+    let first = pool.acquire().await.unwrap();
+    let info = first.acquire_info();
+    let connect = info.connect.expect("the first checkout opened a connection");
+    assert!(connect > Duration::ZERO && connect <= info.wait, "{info:?}");
+    drop(first);
+    let again = pool.acquire().await.unwrap();
+    assert_eq!(again.acquire_info().connect, None, "an idle connection was reused");
+    drop(again);
+    let snap = pool.monitor().snapshot();
+    assert_eq!(snap.pool_metrics.connections_opened, 1);
+    assert_eq!(snap.pool_metrics.create_time.count, 1);
+}

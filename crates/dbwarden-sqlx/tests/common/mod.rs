@@ -261,6 +261,124 @@ where
     assert!(pool.monitor().snapshot().pool_metrics.connections_opened >= 1);
 }
 
+/// Work done inside a request is attributed to it: its checkouts name the
+/// request id and route, its statements add to its database time and count,
+/// and a statement repeated per item is reported as N+1 with the route.
+/// Named operations count their calls, failures and statements, and their
+/// errors name them.
+pub async fn requests_and_operations_are_attributed<DB>(pool: MonitoredPool<DB>)
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    use dbwarden_core::context::{RequestContext, with_request};
+    use dbwarden_sqlx::OperationExt;
+
+    create_items(&pool).await;
+    exec(&pool, "INSERT INTO items (id, name) VALUES (1, 'a'), (2, 'b'), (3, 'c'), (4, 'd'), (5, 'e'), (6, 'f')")
+        .await
+        .unwrap();
+    let monitor = pool.monitor().clone();
+    // Local statements are fast: let any total count as N+1 time.
+    let mut thresholds = (*monitor.thresholds()).clone();
+    thresholds.n_plus_one_min_total = Duration::from_nanos(1);
+    monitor.set_thresholds(thresholds).unwrap();
+
+    let ctx = RequestContext::new("req-7", "GET", "/items/{id}/related");
+    monitor.request_started();
+    let holder = with_request(ctx.clone(), async {
+        let conn = pool.acquire().await.unwrap();
+        let holder = monitor.checkouts().into_iter().find(|c| Some(c.id) == conn.checkout_id()).unwrap().holder;
+        drop(conn);
+        exec(&pool, "SELECT id FROM items WHERE id > 0").await.unwrap();
+        for id in 1..=6 {
+            exec(&pool, &format!("SELECT name FROM items WHERE id = {id}")).await.unwrap();
+        }
+        holder
+    })
+    .await;
+    monitor.finish_request(&ctx, 200, Duration::from_millis(20));
+    assert_eq!(holder.request_id.as_deref(), Some("req-7"));
+    assert_eq!(holder.route.as_deref(), Some("/items/{id}/related"));
+    assert_eq!(ctx.db_queries(), 7);
+    assert!(ctx.db_time() > Duration::ZERO);
+    let found = monitor.n_plus_one(10);
+    assert_eq!(found.len(), 1, "{found:?}");
+    assert_eq!(found[0].count, 6);
+    assert_eq!(found[0].route, "/items/{id}/related");
+    assert_eq!(found[0].table.as_deref(), Some("items"));
+    assert!(!found[0].text.contains('6'), "literal leaked: {}", found[0].text);
+    let route = monitor.routes().into_iter().find(|r| r.route.as_deref() == Some("/items/{id}/related")).unwrap();
+    assert!((route.avg_db_queries - 7.0).abs() < 1e-9);
+    // Outside the request nothing is attributed.
+    exec(&pool, "SELECT id FROM items WHERE id = 1").await.unwrap();
+    assert_eq!(ctx.db_queries(), 7);
+
+    for _ in 0..2 {
+        async { exec(&pool, "SELECT name FROM items WHERE id = 2").await }
+            .operation(&monitor, "load_item")
+            .await
+            .unwrap();
+    }
+    let err = async {
+        exec(&pool, "SELECT id FROM items WHERE id = 1").await?;
+        exec(&pool, "INSERT INTO items (id, name) VALUES (1, 'dup')").await
+    }
+    .operation(&monitor, "rename_item")
+    .await
+    .unwrap_err();
+    assert_eq!(dbwarden_sqlx::classify(&err), ErrorClass::ConstraintViolation);
+    let ops = monitor.operations();
+    let load = ops.iter().find(|o| o.operation.as_deref() == Some("load_item")).unwrap();
+    assert_eq!((load.calls, load.failures), (2, 0));
+    assert!((load.avg_db_queries - 1.0).abs() < 1e-9);
+    let rename = ops.iter().find(|o| o.operation.as_deref() == Some("rename_item")).unwrap();
+    assert_eq!((rename.calls, rename.failures), (1, 1));
+    assert!((rename.avg_db_queries - 2.0).abs() < 1e-9);
+    let errors = monitor.errors(Window::FiveMinutes);
+    let named = errors.recent.iter().find(|e| e.class == ErrorClass::ConstraintViolation).unwrap();
+    assert_eq!(named.operation.as_deref(), Some("rename_item"));
+}
+
+/// Errors through the pool are counted per class in every window, with a
+/// per-second rate, and the same class on the same statement is grouped
+/// into one recurring pattern.
+pub async fn error_rates_per_class_and_patterns<DB>(pool: MonitoredPool<DB>)
+where
+    DB: MonitoredDatabase,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    DB::Arguments: IntoArguments<DB>,
+{
+    create_items(&pool).await;
+    exec(&pool, "INSERT INTO items (id, name) VALUES (1, 'a')").await.unwrap();
+    for name in ["x", "y", "z"] {
+        exec(&pool, &format!("INSERT INTO items (id, name) VALUES (1, '{name}')")).await.unwrap_err();
+    }
+    for _ in 0..2 {
+        exec(&pool, "SELECT nope FROM items").await.unwrap_err();
+    }
+    for i in 0..10 {
+        exec(&pool, &format!("SELECT name FROM items WHERE id = {i}")).await.unwrap();
+    }
+    let monitor = pool.monitor();
+    monitor.tick();
+    for window in [Window::FiveMinutes, Window::FifteenMinutes, Window::OneHour] {
+        let report = monitor.errors(window);
+        assert_eq!(report.by_class.get(&ErrorClass::ConstraintViolation), Some(&3), "{window}: {report:?}");
+        assert_eq!(report.by_class.get(&ErrorClass::SyntaxError), Some(&2), "{window}");
+        assert_eq!(report.errors, 5, "{window}");
+        assert!(report.operations >= 16, "{window}: {}", report.operations);
+        assert!(report.error_rate > 0.0 && report.error_rate < 1.0);
+        assert!(report.rate_per_second_by_class[&ErrorClass::ConstraintViolation] > 0.0);
+        let dup = report.patterns.iter().find(|p| p.class == ErrorClass::ConstraintViolation).unwrap();
+        assert_eq!(dup.count, 3, "the three duplicate inserts share one pattern");
+        let query = dup.query.as_deref().unwrap();
+        assert!(query.starts_with("INSERT INTO items") && !query.contains('x'), "{query}");
+        assert!(report.recent.iter().all(|e| !e.message.contains("'x'")), "messages are redacted");
+    }
+}
+
 /// The shared checks as `#[tokio::test]`s for a server backend whose test
 /// file defines `Db` with `async fn new(test: &str) -> Db`,
 /// `async fn pool(&self, max: u32)` and `async fn drop_schema(self)`.
