@@ -7,14 +7,14 @@
 //! while the connection is still out, and a leak that comes back is reported
 //! as returned with how long it was held.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::clock::Timestamp;
+use crate::shard::{default_shard_count, shard_slot};
 
 /// What was checked out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -64,6 +64,9 @@ struct Entry {
 #[derive(Debug, Clone)]
 pub struct TrackedCheckout {
     entry: Option<Arc<Entry>>,
+    /// Where the entry sits in the registry: its shard and slot.
+    shard: u32,
+    slot: u32,
 }
 
 impl TrackedCheckout {
@@ -115,30 +118,46 @@ pub(crate) struct ScanFindings {
     pub(crate) suspected: u64,
 }
 
-/// The registry of live checkouts.
+/// One shard of the registry: a slab of entries with a free list, so a
+/// checkout and its check-in are an index write each, with no hashing.
+#[derive(Debug, Default)]
+struct Slab {
+    slots: Vec<Option<Arc<Entry>>>,
+    free: Vec<u32>,
+}
+
+/// The registry of live checkouts, sharded by the recording thread so that
+/// threads checking connections out at once take different locks.
 #[derive(Debug)]
 pub(crate) struct Registry {
-    entries: Mutex<HashMap<CheckoutId, Arc<Entry>>>,
+    shards: Box<[Mutex<Slab>]>,
     next_id: AtomicU64,
     capacity: usize,
+    len: AtomicUsize,
     untracked: AtomicU64,
 }
 
 impl Registry {
     pub(crate) fn new(capacity: usize) -> Self {
+        let shards = (0..default_shard_count()).map(|_| Mutex::new(Slab::default())).collect();
         Registry {
-            entries: Mutex::new(HashMap::new()),
+            shards,
             next_id: AtomicU64::new(1),
             capacity,
+            len: AtomicUsize::new(0),
             untracked: AtomicU64::new(0),
         }
     }
 
+    fn shard(&self, index: usize) -> std::sync::MutexGuard<'_, Slab> {
+        self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn track(&self, kind: SessionKind, holder: Holder, now: Timestamp) -> TrackedCheckout {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= self.capacity {
+        if self.len.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            self.len.fetch_sub(1, Ordering::Relaxed);
             self.untracked.fetch_add(1, Ordering::Relaxed);
-            return TrackedCheckout { entry: None };
+            return TrackedCheckout { entry: None, shard: 0, slot: 0 };
         }
         let id = CheckoutId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let entry = Arc::new(Entry {
@@ -150,8 +169,19 @@ impl Registry {
             leak_reported: AtomicBool::new(false),
             timeout_reported: AtomicBool::new(false),
         });
-        entries.insert(id, entry.clone());
-        TrackedCheckout { entry: Some(entry) }
+        let shard = shard_slot(self.shards.len()).index;
+        let mut slab = self.shard(shard);
+        let slot = match slab.free.pop() {
+            Some(free) => {
+                slab.slots[free as usize] = Some(entry.clone());
+                free
+            }
+            None => {
+                slab.slots.push(Some(entry.clone()));
+                u32::try_from(slab.slots.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        TrackedCheckout { entry: Some(entry), shard: u32::try_from(shard).unwrap_or(0), slot }
     }
 
     /// Notes activity on the checkout (for its idle time).
@@ -167,16 +197,24 @@ impl Registry {
     /// costs no clock read.
     pub(crate) fn release(&self, checkout: &TrackedCheckout, now: impl FnOnce() -> Timestamp) -> Option<CheckoutInfo> {
         let entry = checkout.entry.as_ref()?;
-        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(&entry.id);
+        {
+            let mut slab = self.shard(checkout.shard as usize);
+            let slot = checkout.slot as usize;
+            // Only the entry this checkout put there is taken out.
+            if slab.slots.get(slot).and_then(Option::as_ref).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+                slab.slots[slot] = None;
+                slab.free.push(checkout.slot);
+                self.len.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
         entry.leak_reported.load(Ordering::Relaxed).then(|| entry.info(now()))
     }
 
     /// Flags checkouts held past `leak_after` and transactions open past
     /// `timeout_after`, each once.
     pub(crate) fn scan(&self, now: Timestamp, leak_after: Duration, timeout_after: Duration) -> ScanFindings {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         let mut findings = ScanFindings::default();
-        for entry in entries.values() {
+        for entry in self.entries() {
             let age = now.since(entry.checked_out_at);
             if age >= leak_after {
                 if !entry.leak_reported.swap(true, Ordering::Relaxed) {
@@ -196,18 +234,62 @@ impl Registry {
 
     /// Every live checkout, oldest first.
     pub(crate) fn list(&self, now: Timestamp) -> Vec<CheckoutInfo> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<_> = entries.values().map(|e| e.info(now)).collect();
+        let mut out: Vec<_> = self.entries().iter().map(|e| e.info(now)).collect();
         out.sort_by_key(|c| (c.checked_out_at, c.id));
         out
     }
 
     pub(crate) fn suspected(&self) -> u64 {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.values().filter(|e| e.leak_reported.load(Ordering::Relaxed)).count() as u64
+        self.entries().iter().filter(|e| e.leak_reported.load(Ordering::Relaxed)).count() as u64
+    }
+
+    /// Every live entry, one shard locked at a time.
+    fn entries(&self) -> Vec<Arc<Entry>> {
+        let mut out = Vec::with_capacity(self.len.load(Ordering::Relaxed));
+        for index in 0..self.shards.len() {
+            out.extend(self.shard(index).slots.iter().flatten().cloned());
+        }
+        out
     }
 
     pub(crate) fn untracked(&self) -> u64 {
         self.untracked.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> Timestamp {
+        Timestamp::from_millis(1_000)
+    }
+
+    #[test]
+    fn released_slots_are_reused_and_the_capacity_holds() {
+        let registry = Registry::new(3);
+        let a = registry.track(SessionKind::Connection, Holder::default(), now());
+        let b = registry.track(SessionKind::Transaction, Holder::default(), now());
+        let c = registry.track(SessionKind::Connection, Holder::default(), now());
+        let over = registry.track(SessionKind::Connection, Holder::default(), now());
+        assert!(over.id().is_none());
+        assert_eq!(registry.untracked(), 1);
+        assert_eq!(registry.list(now()).len(), 3);
+
+        assert!(registry.release(&b, now).is_none());
+        // Releasing twice, or a checkout that was never tracked, changes nothing.
+        assert!(registry.release(&b, now).is_none());
+        assert!(registry.release(&over, now).is_none());
+        let d = registry.track(SessionKind::Connection, Holder::default(), now());
+        assert_eq!(d.slot, b.slot, "the freed slot is reused");
+        // b's stale handle must not take d out.
+        assert!(registry.release(&b, now).is_none());
+        let ids: Vec<_> = registry.list(now()).into_iter().map(|c| c.id).collect();
+        assert_eq!(ids, vec![a.id().unwrap(), c.id().unwrap(), d.id().unwrap()]);
+        for t in [&a, &c, &d] {
+            registry.release(t, now);
+        }
+        assert!(registry.list(now()).is_empty());
+        assert_eq!(registry.len.load(Ordering::Relaxed), 0);
     }
 }

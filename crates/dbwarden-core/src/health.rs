@@ -231,6 +231,77 @@ impl Monitor {
             grade(pool.suspected_leaks as f64, 1.0, f64::INFINITY),
             format!("{} connections are held past the leak threshold", pool.suspected_leaks),
         );
+        let requests = &snapshot.request_metrics;
+        if requests.total > 0 || requests.in_flight > 0 {
+            let in_flight = requests.in_flight as f64;
+            check(
+                "requests",
+                "in_flight",
+                in_flight,
+                "count",
+                grade(in_flight, t.request_queue_warning as f64, t.request_queue_critical as f64),
+                format!("{} requests are in flight", requests.in_flight),
+            );
+            let slow = self.signal_value(&Signal::SlowRequests { window: five }).unwrap_or(0.0);
+            check(
+                "requests",
+                "slow",
+                slow,
+                "count",
+                grade(slow, 1.0, f64::INFINITY),
+                format!("{slow} requests were slower than {:.1} s in the last 5 min", t.slow_request.as_secs_f64()),
+            );
+        }
+        if let Some(table) = snapshot.session_store_metrics.table {
+            check(
+                "session_table",
+                "expired",
+                table.expired as f64,
+                "count",
+                grade(table.expired as f64, t.expired_sessions as f64, f64::INFINITY),
+                format!("{} expired sessions wait for cleanup", table.expired),
+            );
+            if let Some(bytes) = table.bytes {
+                check(
+                    "session_table",
+                    "size",
+                    bytes as f64,
+                    "bytes",
+                    grade(bytes as f64, t.session_table_bytes as f64, f64::INFINITY),
+                    format!("the session table takes {:.1} MB", bytes as f64 / 1e6),
+                );
+            }
+        }
+        if let Some(overdue) = self.signal_value(&Signal::CleanupOverdue) {
+            check(
+                "cleanup",
+                "overdue",
+                overdue,
+                "ratio",
+                grade(overdue, 2.0, f64::INFINITY),
+                format!("session cleanup last ran {overdue:.1} intervals ago"),
+            );
+        }
+        if let Some(memory) = snapshot.resource_metrics.memory_usage {
+            check(
+                "host",
+                "memory",
+                memory,
+                "ratio",
+                grade(memory, t.memory_warning, t.memory_critical),
+                format!("host memory in use is {}", pct(memory)),
+            );
+        }
+        if let Some(cpu) = snapshot.resource_metrics.current.map(|r| r.cpu_usage) {
+            check(
+                "host",
+                "cpu",
+                cpu,
+                "ratio",
+                grade(cpu, t.cpu_warning, t.cpu_critical),
+                format!("host CPU in use is {}", pct(cpu)),
+            );
+        }
         let critical =
             self.alerts().iter().filter(|a| a.state == AlertState::Firing && a.severity == Severity::Critical).count();
         check(
