@@ -1,0 +1,254 @@
+//! Who may call admin endpoints: the bearer token, or a dashboard session
+//! opened by `POST /login` and kept in an HttpOnly, SameSite=Strict cookie.
+//!
+//! Sessions live on the server only: the cookie holds 256 random bits, the
+//! server keeps their SHA-256 with an expiry, in a bounded map.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Form, FromRequest, OriginalUri, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::error::{ApiError, parse_json_body};
+use crate::state::{AppState, random_hex};
+
+/// The dashboard session cookie's name.
+pub const SESSION_COOKIE: &str = "dbwarden_session";
+
+/// Dashboard sessions: hashed ids with their expiry, bounded.
+#[derive(Debug)]
+pub(crate) struct LoginSessions {
+    sessions: Mutex<HashMap<[u8; 32], Instant>>,
+    capacity: usize,
+    ttl: Duration,
+}
+
+fn hash(id: &str) -> [u8; 32] {
+    Sha256::digest(id.as_bytes()).into()
+}
+
+impl LoginSessions {
+    pub(crate) fn new(capacity: usize, ttl: Duration) -> Self {
+        LoginSessions { sessions: Mutex::new(HashMap::new()), capacity, ttl }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], Instant>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Opens a session; returns its id (for the cookie).
+    pub(crate) fn open(&self) -> String {
+        let id = random_hex::<32>();
+        let now = Instant::now();
+        let mut sessions = self.lock();
+        sessions.retain(|_, expires| *expires > now);
+        while sessions.len() >= self.capacity {
+            // The session closest to expiry is the oldest sign-in.
+            let Some(oldest) = sessions.iter().min_by_key(|(_, e)| **e).map(|(k, _)| *k) else { break };
+            sessions.remove(&oldest);
+        }
+        sessions.insert(hash(&id), now + self.ttl);
+        id
+    }
+
+    pub(crate) fn is_valid(&self, id: &str) -> bool {
+        let now = Instant::now();
+        let key = hash(id);
+        let mut sessions = self.lock();
+        match sessions.get(&key) {
+            Some(expires) if *expires > now => true,
+            Some(_) => {
+                sessions.remove(&key);
+                false
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn close(&self, id: &str) -> bool {
+        self.lock().remove(&hash(id)).is_some()
+    }
+
+    /// Sessions open now (expired ones not yet swept included).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().len()
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+fn session_cookie(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+}
+
+/// Whether the request carries the admin token or a live dashboard session.
+pub(crate) fn is_authorized(state: &AppState, headers: &HeaderMap) -> bool {
+    if let Some(token) = bearer(headers) {
+        return state.inner.admin.token.matches(token);
+    }
+    session_cookie(headers).is_some_and(|id| state.inner.sessions.is_valid(id))
+}
+
+/// Middleware: refuses requests without valid credentials with 401.
+pub(crate) async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if is_authorized(&state, request.headers()) {
+        next.run(request).await
+    } else {
+        let detail = if bearer(request.headers()).is_some() {
+            "the bearer token is not valid"
+        } else if session_cookie(request.headers()).is_some() {
+            "the dashboard session has expired or was closed; sign in again"
+        } else {
+            "this endpoint needs `Authorization: Bearer <admin token>` or a dashboard session"
+        };
+        ApiError::Unauthorized(detail.into()).into_response()
+    }
+}
+
+/// The prefix the router is nested under, from the original and the
+/// stripped URI (`/admin/dbwarden/login` and `/login` give `/admin/dbwarden`).
+fn mount_prefix(original: &Uri, uri: &Uri) -> String {
+    let full = original.path();
+    let rest = uri.path();
+    let prefix = full.strip_suffix(rest).unwrap_or("");
+    prefix.trim_end_matches('/').to_owned()
+}
+
+fn cookie(state: &AppState, value: &str, path: &str, max_age: u64) -> Option<HeaderValue> {
+    let secure = if state.inner.admin.secure_cookie { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}"
+    ))
+    .ok()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    token: String,
+}
+
+fn is_form(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+}
+
+/// `POST /login`: exchanges the admin token (JSON `{"token": …}` or a form
+/// field `token`) for a session cookie.
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    OriginalUri(original): OriginalUri,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let prefix = mount_prefix(&original, request.uri());
+    let headers = request.headers().clone();
+    let form = is_form(&headers);
+    let token = if form {
+        let Form(body) = Form::<LoginBody>::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::invalid(format!("invalid login form: {}", e.body_text())))?;
+        body.token
+    } else {
+        let bytes = axum::body::Bytes::from_request(request, &state)
+            .await
+            .map_err(|e| ApiError::invalid(format!("could not read the request body: {}", e.body_text())))?;
+        parse_json_body::<LoginBody>(&headers, &bytes)?
+            .ok_or_else(|| ApiError::invalid("a body {\"token\": …} is required"))?
+            .token
+    };
+    if !state.inner.admin.token.matches(&token) {
+        tracing::warn!(target: "dbwarden::http", "dashboard sign-in with a wrong token");
+        return Err(ApiError::Unauthorized("the token is not valid".into()));
+    }
+    let id = state.inner.sessions.open();
+    let path = if prefix.is_empty() { "/".to_owned() } else { prefix.clone() };
+    let ttl = state.inner.admin.session_ttl.as_secs().max(1);
+    let set_cookie = cookie(&state, &id, &path, ttl).ok_or_else(|| ApiError::Internal("cookie".into()))?;
+    let mut response = if form {
+        Redirect::to(&format!("{prefix}/")).into_response()
+    } else {
+        (StatusCode::OK, Json(serde_json::json!({ "signed_in": true, "expires_in_seconds": ttl }))).into_response()
+    };
+    response.headers_mut().insert(header::SET_COOKIE, set_cookie);
+    Ok(response)
+}
+
+/// `POST /logout`: ends the dashboard session and clears the cookie.
+pub(crate) async fn logout(
+    State(state): State<AppState>,
+    OriginalUri(original): OriginalUri,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let prefix = mount_prefix(&original, request.uri());
+    let closed = session_cookie(request.headers()).is_some_and(|id| state.inner.sessions.close(id));
+    let path = if prefix.is_empty() { "/".to_owned() } else { prefix.clone() };
+    let mut response = if is_form(request.headers()) {
+        Redirect::to(&format!("{prefix}/")).into_response()
+    } else {
+        Json(serde_json::json!({ "signed_out": closed })).into_response()
+    };
+    if let Some(clear) = cookie(&state, "", &path, 0) {
+        response.headers_mut().insert(header::SET_COOKIE, clear);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sessions_are_bounded_and_expire() {
+        let sessions = LoginSessions::new(2, Duration::from_secs(60));
+        let a = sessions.open();
+        let b = sessions.open();
+        let c = sessions.open();
+        assert_eq!(sessions.len(), 2);
+        assert!(!sessions.is_valid(&a), "the oldest sign-in makes room");
+        assert!(sessions.is_valid(&b) && sessions.is_valid(&c));
+        assert!(sessions.close(&b));
+        assert!(!sessions.is_valid(&b));
+        let short = LoginSessions::new(2, Duration::from_millis(1));
+        let d = short.open();
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(!short.is_valid(&d));
+    }
+
+    #[test]
+    fn prefix_is_what_nesting_stripped() {
+        let original: Uri = "/admin/dbwarden/login".parse().expect("uri");
+        let stripped: Uri = "/login".parse().expect("uri");
+        assert_eq!(mount_prefix(&original, &stripped), "/admin/dbwarden");
+        assert_eq!(mount_prefix(&stripped, &stripped), "");
+    }
+
+    #[test]
+    fn cookie_and_bearer_are_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_static("a=b; dbwarden_session=xyz; c=d"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  tok"));
+        assert_eq!(session_cookie(&headers), Some("xyz"));
+        assert_eq!(bearer(&headers), Some("tok"));
+    }
+}

@@ -1,0 +1,90 @@
+//! Reports reused between requests, so `/health` and `/api/status` stay cheap
+//! under load: each is computed at most once per monitor tick and per
+//! [`AdminConfig::report_cache`](crate::AdminConfig::report_cache).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dbwarden_core::{HealthReport, MetricsSnapshot, Monitor};
+
+#[derive(Debug)]
+struct Entry<T> {
+    value: Arc<T>,
+    at: Instant,
+    generation: u64,
+}
+
+#[derive(Debug)]
+struct Slot<T>(Mutex<Option<Entry<T>>>);
+
+impl<T> Slot<T> {
+    fn get_or(&self, ttl: Duration, generation: u64, compute: impl FnOnce() -> T) -> Arc<T> {
+        // Holding the lock while computing makes concurrent callers wait for
+        // one computation instead of each doing their own.
+        let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(entry) = slot.as_ref() {
+            if entry.generation == generation && entry.at.elapsed() < ttl {
+                return entry.value.clone();
+            }
+        }
+        let value = Arc::new(compute());
+        *slot = Some(Entry { value: value.clone(), at: Instant::now(), generation });
+        value
+    }
+
+    fn clear(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// The cached health verdict and snapshot.
+#[derive(Debug)]
+pub(crate) struct ReportCache {
+    ttl: Duration,
+    /// Bumped at every monitor tick (by the event hub) and every change made
+    /// through the API.
+    generation: Arc<AtomicU64>,
+    health: Slot<HealthReport>,
+    snapshot: Slot<MetricsSnapshot>,
+    probe: Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl ReportCache {
+    pub(crate) fn new(ttl: Duration, generation: Arc<AtomicU64>) -> Self {
+        ReportCache {
+            ttl,
+            generation,
+            health: Slot(Mutex::new(None)),
+            snapshot: Slot(Mutex::new(None)),
+            probe: Mutex::new(None),
+        }
+    }
+
+    pub(crate) fn health(&self, monitor: &Monitor) -> Arc<HealthReport> {
+        let generation = self.generation.load(Ordering::Acquire);
+        self.health.get_or(self.ttl, generation, || monitor.health())
+    }
+
+    pub(crate) fn snapshot(&self, monitor: &Monitor) -> Arc<MetricsSnapshot> {
+        let generation = self.generation.load(Ordering::Acquire);
+        self.snapshot.get_or(self.ttl, generation, || monitor.snapshot())
+    }
+
+    /// The readiness probe's answer if one younger than the cache's lifetime is kept.
+    pub(crate) fn probe(&self) -> Option<Result<(), String>> {
+        let slot = self.probe.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, r)| r.clone())
+    }
+
+    pub(crate) fn store_probe(&self, result: Result<(), String>) {
+        *self.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), result));
+    }
+
+    /// Forgets everything (after a change made through the API).
+    pub(crate) fn invalidate(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        self.health.clear();
+        self.snapshot.clear();
+    }
+}

@@ -1,0 +1,323 @@
+//! The route table: every route the router mounts, with who may call it and
+//! what the OpenAPI document says about it. The router and the document are
+//! both built from this one table, so neither can list a route the other
+//! lacks.
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{MethodRouter, delete, get, post, put};
+
+use crate::error::{ApiError, MAX_BODY_BYTES};
+use crate::state::AppState;
+use crate::{api, auth, config, events, health, metrics, ratelimit};
+
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, unlimited (`/livez`, `/readyz`, `/openapi.json`).
+    Open,
+    /// Anyone; authorized callers see more (`/health`).
+    OpenWithDetails,
+    /// Anyone, rate limited (`/login`, `/logout`).
+    OpenLimited,
+    /// The admin token or a dashboard session, rate limited.
+    Admin,
+}
+
+/// A query parameter, for the OpenAPI document.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Param {
+    pub(crate) name: &'static str,
+    pub(crate) schema: &'static str,
+    pub(crate) description: &'static str,
+}
+
+/// One route as mounted.
+#[derive(Debug, Clone, Copy)]
+pub struct RouteInfo {
+    /// The HTTP method.
+    pub method: &'static str,
+    /// The path, with `{id}` for path parameters (relative to where the
+    /// router is nested).
+    pub path: &'static str,
+    /// Who may call it.
+    pub access: Access,
+    pub(crate) summary: &'static str,
+    pub(crate) tag: &'static str,
+    pub(crate) query: &'static [Param],
+    /// The request body's schema name under `components/schemas`.
+    pub(crate) body: Option<&'static str>,
+    /// The success status and the media type of its body.
+    pub(crate) success: (u16, &'static str),
+    /// Error statuses besides 401 and 429 (added for admin routes).
+    pub(crate) errors: &'static [u16],
+}
+
+const LIMIT: Param = Param {
+    name: "limit",
+    schema: r#"{"type":"integer","minimum":1,"maximum":500}"#,
+    description: "How many entries to return",
+};
+const JSON: &str = "application/json";
+
+const fn route(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    tag: &'static str,
+    summary: &'static str,
+) -> RouteInfo {
+    RouteInfo { method, path, access, summary, tag, query: &[], body: None, success: (200, JSON), errors: &[] }
+}
+
+/// Every route, in the order of the OpenAPI document.
+pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
+    use Access::*;
+    let metrics_access = if metrics_public { Open } else { Admin };
+    vec![
+        RouteInfo {
+            errors: &[],
+            ..route("GET", "/livez", Open, "probes", "Liveness: the process answers; never touches the database")
+        },
+        RouteInfo {
+            errors: &[503],
+            ..route(
+                "GET",
+                "/readyz",
+                Open,
+                "probes",
+                "Readiness: the database answers and the pool is not exhausted (503 otherwise)",
+            )
+        },
+        RouteInfo {
+            success: (200, "application/health+json"),
+            errors: &[503],
+            ..route(
+                "GET",
+                "/health",
+                OpenWithDetails,
+                "probes",
+                "Health verdict in the IETF health-check format; checks only for authorized callers",
+            )
+        },
+        RouteInfo {
+            success: (200, "text/plain"),
+            ..route(
+                "GET",
+                "/metrics",
+                metrics_access,
+                "metrics",
+                "Prometheus text, or OpenMetrics when Accept asks for application/openmetrics-text",
+            )
+        },
+        route("GET", "/openapi.json", Open, "meta", "This document"),
+        RouteInfo {
+            body: Some("LoginRequest"),
+            errors: &[401, 415, 422],
+            ..route(
+                "POST",
+                "/login",
+                OpenLimited,
+                "auth",
+                "Exchange the admin token for a dashboard session cookie (JSON or form)",
+            )
+        },
+        route("POST", "/logout", OpenLimited, "auth", "End the dashboard session and clear its cookie"),
+        route("GET", "/api/status", Admin, "reports", "Every current metric"),
+        route("GET", "/api/summary", Admin, "reports", "The human-readable performance summary and the health verdict"),
+        route("GET", "/api/performance", Admin, "reports", "The 0-100 performance score with recommendations"),
+        RouteInfo {
+            query: &[
+                Param {
+                    name: "sort",
+                    schema: r#"{"type":"string","enum":["total_time","mean","p99","calls","errors"]}"#,
+                    description: "Order, largest first",
+                },
+                LIMIT,
+            ],
+            errors: &[422],
+            ..route("GET", "/api/queries", Admin, "queries", "Top query fingerprints")
+        },
+        RouteInfo {
+            query: &[LIMIT],
+            errors: &[422],
+            ..route("GET", "/api/queries/slow", Admin, "queries", "The latest slow queries, newest first")
+        },
+        route("GET", "/api/pool", Admin, "pool", "The pool now and its recent samples"),
+        route("GET", "/api/pool/checkouts", Admin, "pool", "Connections checked out now, oldest first"),
+        RouteInfo {
+            query: &[Param {
+                name: "window",
+                schema: r#"{"type":"string","enum":["1m","5m","15m","1h"],"default":"5m"}"#,
+                description: "The rolling window",
+            }],
+            errors: &[422],
+            ..route(
+                "GET",
+                "/api/errors",
+                Admin,
+                "errors",
+                "Errors over a window: rates by class, recurring patterns, recent errors",
+            )
+        },
+        RouteInfo {
+            query: &[LIMIT],
+            errors: &[422],
+            ..route(
+                "GET",
+                "/api/requests",
+                Admin,
+                "requests",
+                "Per-route request statistics and the latest N+1 findings",
+            )
+        },
+        RouteInfo {
+            query: &[Param {
+                name: "min_severity",
+                schema: r#"{"type":"string","enum":["low","medium","high","critical"]}"#,
+                description: "Lowest severity to include",
+            }],
+            errors: &[422],
+            ..route("GET", "/api/alerts", Admin, "alerts", "Active (pending and firing) alerts, most severe first")
+        },
+        RouteInfo {
+            query: &[LIMIT],
+            errors: &[422],
+            ..route("GET", "/api/alerts/history", Admin, "alerts", "Resolved alerts, newest first")
+        },
+        RouteInfo {
+            body: Some("AlertAction"),
+            errors: &[404, 409, 415, 422],
+            ..route("POST", "/api/alerts/{id}/ack", Admin, "alerts", "Acknowledge an active alert (it stops repeating)")
+        },
+        RouteInfo {
+            body: Some("AlertAction"),
+            errors: &[404, 409, 415, 422],
+            ..route("POST", "/api/alerts/{id}/resolve", Admin, "alerts", "Resolve an active alert by hand")
+        },
+        route("GET", "/api/silences", Admin, "alerts", "Silences in force"),
+        RouteInfo {
+            body: Some("SilenceRequest"),
+            success: (201, JSON),
+            errors: &[415, 422],
+            ..route("POST", "/api/silences", Admin, "alerts", "Silence matching alerts for a while")
+        },
+        RouteInfo {
+            errors: &[404, 409, 422],
+            ..route("DELETE", "/api/silences/{id}", Admin, "alerts", "End a silence now")
+        },
+        route("GET", "/api/config", Admin, "config", "Thresholds, alert rules and the application's runtime settings"),
+        RouteInfo {
+            body: Some("ConfigUpdate"),
+            errors: &[415, 422],
+            ..route(
+                "PUT",
+                "/api/config",
+                Admin,
+                "config",
+                "Change thresholds, rules or runtime settings; validated whole, a refusal changes nothing",
+            )
+        },
+        RouteInfo {
+            body: Some("ResetRequest"),
+            errors: &[415, 422],
+            ..route("POST", "/api/reset", Admin, "config", "Clear recorded metrics, errors or both")
+        },
+        route(
+            "GET",
+            "/api/trend",
+            Admin,
+            "reports",
+            "The in-memory trend history (24 h at 5-minute resolution by default)",
+        ),
+        RouteInfo {
+            success: (200, "text/event-stream"),
+            errors: &[503],
+            ..route("GET", "/api/events", Admin, "events", "The monitor's events as server-sent events")
+        },
+    ]
+}
+
+/// The handler of a route in the table.
+fn handler(info: &RouteInfo) -> Option<MethodRouter<AppState>> {
+    Some(match (info.method, info.path) {
+        ("GET", "/livez") => get(health::livez),
+        ("GET", "/readyz") => get(health::readyz),
+        ("GET", "/health") => get(health::health),
+        ("GET", "/metrics") => get(metrics::metrics),
+        ("GET", "/openapi.json") => get(api::openapi),
+        ("POST", "/login") => post(auth::login),
+        ("POST", "/logout") => post(auth::logout),
+        ("GET", "/api/status") => get(api::status),
+        ("GET", "/api/summary") => get(api::summary),
+        ("GET", "/api/performance") => get(api::performance),
+        ("GET", "/api/queries") => get(api::queries),
+        ("GET", "/api/queries/slow") => get(api::slow_queries),
+        ("GET", "/api/pool") => get(api::pool),
+        ("GET", "/api/pool/checkouts") => get(api::checkouts),
+        ("GET", "/api/errors") => get(api::errors),
+        ("GET", "/api/requests") => get(api::requests),
+        ("GET", "/api/alerts") => get(api::alerts),
+        ("GET", "/api/alerts/history") => get(api::alert_history),
+        ("POST", "/api/alerts/{id}/ack") => post(api::acknowledge),
+        ("POST", "/api/alerts/{id}/resolve") => post(api::resolve),
+        ("GET", "/api/silences") => get(api::silences),
+        ("POST", "/api/silences") => post(api::create_silence),
+        ("DELETE", "/api/silences/{id}") => delete(api::expire_silence),
+        ("GET", "/api/config") => get(config::get_config),
+        ("PUT", "/api/config") => put(config::put_config),
+        ("POST", "/api/reset") => post(api::reset),
+        ("GET", "/api/trend") => get(api::trend),
+        ("GET", "/api/events") => get(events::stream),
+        // A route in the table without a handler here is caught by the tests
+        // that serve every route of the document.
+        _ => return None,
+    })
+}
+
+/// Every route the router built from `state` mounts.
+pub fn mounted_routes(metrics_public: bool) -> Vec<RouteInfo> {
+    table(metrics_public)
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(format!("no endpoint at {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed { method: method.to_string(), path: uri.path().to_owned() }
+}
+
+/// The axum router of dbwarden's HTTP surface, ready to be served on its
+/// own or nested under a prefix (`.nest("/admin/dbwarden", router(state))`).
+pub fn router(state: AppState) -> Router {
+    let mut open = Router::new();
+    let mut limited = Router::new();
+    let mut admin = Router::new();
+    for info in table(state.inner.admin.metrics_public) {
+        let Some(h) = handler(&info) else {
+            tracing::error!(target: "dbwarden::http", method = info.method, path = info.path, "route without a handler");
+            continue;
+        };
+        match info.access {
+            Access::Open | Access::OpenWithDetails => open = open.route(info.path, h),
+            Access::OpenLimited => limited = limited.route(info.path, h),
+            Access::Admin => admin = admin.route(info.path, h),
+        }
+    }
+    let admin = admin
+        .route_layer(from_fn_with_state(state.clone(), auth::require_admin))
+        .route_layer(from_fn_with_state(state.clone(), ratelimit::limit));
+    let limited = limited.route_layer(from_fn_with_state(state.clone(), ratelimit::limit));
+    Router::new()
+        .merge(open)
+        .merge(limited)
+        .merge(admin)
+        .merge(crate::dashboard::routes())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
