@@ -4,7 +4,9 @@
 //! [`Collector`] that reads the monitor through its public API, so nothing
 //! is registered ahead of time and nothing can drift from the monitor.
 //! Names follow the OpenTelemetry database-client conventions under a
-//! `dbwarden_` prefix; durations are histograms in seconds with the
+//! `dbwarden_` prefix (connections by state keep the conventions' earlier
+//! name, `db_client_connections_usage`: Prometheus reserves a `_count`
+//! suffix for histograms); durations are histograms in seconds with the
 //! OpenTelemetry bucket bounds. Labels are bounded: fingerprints are the
 //! monitor's top-K table plus `other` (`MonitorConfig::top_queries`), routes
 //! its top routes plus `other`; the statement text itself is never a label.
@@ -163,6 +165,7 @@ impl Collector for MonitorCollector {
         let pool = m.name().to_owned();
         let pool_label = || vec![("db_client_connection_pool_name", pool.clone())];
         let secs = Unit::Seconds;
+        let ratio = Unit::Other("ratio".into());
         let mut f = Families { encoder: &mut encoder };
 
         // ---- build and health ------------------------------------------------
@@ -193,8 +196,8 @@ impl Collector for MonitorCollector {
         if let Some(current) = pm.current {
             let c = current.sample;
             f.labelled(
-                "db_client_connection_count",
-                "Connections open, by state",
+                "db_client_connections_usage",
+                "Connections open, by state (OpenTelemetry db.client.connection.count)",
                 None,
                 Gauge,
                 [("idle", c.idle), ("used", c.in_use)].map(|(state, v)| {
@@ -214,7 +217,7 @@ impl Collector for MonitorCollector {
             f.labelled(
                 "db_client_connection_utilization",
                 "Connections in use over the maximum, 0 to 1",
-                Some(&Unit::Ratios),
+                Some(&ratio),
                 Gauge,
                 [(pool_label(), current.utilization)],
                 |e, v| e.encode_gauge(v),
@@ -443,9 +446,7 @@ impl Collector for MonitorCollector {
 
         // ---- host resources ------------------------------------------------------
         if let Some(r) = s.resource_metrics.current {
-            f.one("host_cpu_usage", "Host CPU in use, 0 to 1", Some(&Unit::Ratios), Gauge, |e| {
-                e.encode_gauge(&r.cpu_usage)
-            })?;
+            f.one("host_cpu_usage", "Host CPU in use, 0 to 1", Some(&ratio), Gauge, |e| e.encode_gauge(&r.cpu_usage))?;
             f.one("host_memory_used", "Host memory in use", Some(&Unit::Bytes), Gauge, |e| {
                 e.encode_gauge(&r.memory_used)
             })?;
