@@ -530,7 +530,11 @@ impl Monitor {
         c.inc(Counter::SessionsClosed);
         self.inner.active_sessions.fetch_sub(1, Ordering::Relaxed);
         self.inner.histograms.session_duration.record(duration);
-        self.inner.histograms.session_cleanup.record(cleanup_time);
+        // A plain checkout has nothing to clean up; its zero would only drag
+        // the average cleanup time (of transactions ending) toward nothing.
+        if !cleanup_time.is_zero() {
+            self.inner.histograms.session_cleanup.record(cleanup_time);
+        }
         if HotThresholds::is_slow(&self.inner.hot.slow_cleanup_ns, cleanup_time) {
             c.inc(Counter::SlowSessionCleanups);
         }
@@ -735,6 +739,12 @@ impl Monitor {
     pub fn record_connection_opened(&self, create_time: Duration) {
         self.inner.counters.inc(Counter::ConnectionsOpened);
         self.inner.histograms.connection_create.record(create_time);
+    }
+
+    /// The pool opened a new connection whose connect time is not known
+    /// (a connect the pool made on its own): counted, not timed.
+    pub fn record_connection_opened_untimed(&self) {
+        self.inner.counters.inc(Counter::ConnectionsOpened);
     }
 
     /// The pool closed a connection.

@@ -67,8 +67,8 @@ impl<DB: Database> Execute<'_, DB> for Captured<DB> {
 }
 
 /// Times one statement and records it once.
-struct QueryRecorder {
-    monitor: Monitor,
+struct QueryRecorder<'m> {
+    monitor: &'m Monitor,
     sql: SqlStr,
     started: Option<Instant>,
     returned: u64,
@@ -77,8 +77,8 @@ struct QueryRecorder {
     done: bool,
 }
 
-impl QueryRecorder {
-    fn new(monitor: Monitor, sql: SqlStr) -> Self {
+impl<'m> QueryRecorder<'m> {
+    fn new(monitor: &'m Monitor, sql: SqlStr) -> Self {
         QueryRecorder { monitor, sql, started: None, returned: 0, affected: 0, error: None, done: false }
     }
 
@@ -110,7 +110,7 @@ impl QueryRecorder {
     }
 }
 
-impl Drop for QueryRecorder {
+impl Drop for QueryRecorder<'_> {
     fn drop(&mut self) {
         self.finish();
     }
@@ -121,7 +121,7 @@ type Step<DB> = Either<<DB as Database>::QueryResult, <DB as Database>::Row>;
 /// A `fetch_many` stream that records its statement when it ends.
 struct RecordedStream<'e, DB: MonitoredDatabase> {
     inner: BoxStream<'e, Result<Step<DB>, sqlx::Error>>,
-    recorder: QueryRecorder,
+    recorder: QueryRecorder<'e>,
 }
 
 impl<DB: MonitoredDatabase> Stream for RecordedStream<'_, DB> {
@@ -151,7 +151,7 @@ impl<DB: MonitoredDatabase> Stream for RecordedStream<'_, DB> {
 /// `fetch_many` on a driver connection, recorded.
 fn fetch_many_on<'e, 'q: 'e, DB, E>(
     conn: &'e mut DB::Connection,
-    monitor: Monitor,
+    monitor: &'e Monitor,
     query: E,
 ) -> BoxStream<'e, Result<Step<DB>, sqlx::Error>>
 where
@@ -165,12 +165,13 @@ where
     Box::pin(RecordedStream::<DB> { inner, recorder })
 }
 
-/// `fetch_optional` on a driver connection, recorded.
-fn fetch_optional_on<'e, 'q: 'e, DB, E>(
+/// `fetch_optional` on a driver connection, recorded. Not boxed, so the
+/// pool's executor can await it inside its own (one) boxed future.
+async fn fetch_optional_on<'e, 'q: 'e, DB, E>(
     conn: &'e mut DB::Connection,
-    monitor: Monitor,
+    monitor: &'e Monitor,
     query: E,
-) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
+) -> Result<Option<DB::Row>, sqlx::Error>
 where
     DB: MonitoredDatabase,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -179,16 +180,14 @@ where
     let captured = Captured::<DB>::capture(query);
     let mut recorder = QueryRecorder::new(monitor, captured.sql.clone());
     let inner = conn.fetch_optional(captured);
-    Box::pin(async move {
-        recorder.begin();
-        let result = inner.await;
-        match &result {
-            Ok(row) => recorder.returned = u64::from(row.is_some()),
-            Err(error) => recorder.fail(error),
-        }
-        recorder.finish();
-        result
-    })
+    recorder.begin();
+    let result = inner.await;
+    match &result {
+        Ok(row) => recorder.returned = u64::from(row.is_some()),
+        Err(error) => recorder.fail(error),
+    }
+    recorder.finish();
+    result
 }
 
 impl<'p, DB> Executor<'p> for &'_ MonitoredPool<DB>
@@ -207,9 +206,8 @@ where
         Box::pin(Generator::new(move |out| async move {
             let mut conn = pool.acquire_as(holder).await?;
             // Just checked out: its last activity is its checkout time.
-            let (raw, checkout) = conn.parts();
-            let monitor = checkout.monitor().clone();
-            let mut steps = fetch_many_on::<DB, E>(raw, monitor, query);
+            let (raw, _) = conn.parts();
+            let mut steps = fetch_many_on::<DB, E>(raw, pool.monitor(), query);
             while let Some(step) = steps.try_next().await? {
                 out.send(step).await;
             }
@@ -226,9 +224,8 @@ where
         Box::pin(async move {
             let mut conn = pool.acquire_as(holder).await?;
             // Just checked out: its last activity is its checkout time.
-            let (raw, checkout) = conn.parts();
-            let monitor = checkout.monitor().clone();
-            fetch_optional_on::<DB, E>(raw, monitor, query).await
+            let (raw, _) = conn.parts();
+            fetch_optional_on::<DB, E>(raw, pool.monitor(), query).await
         })
     }
 
@@ -271,8 +268,7 @@ macro_rules! checkout_executor {
             {
                 let (raw, checkout) = self.parts();
                 checkout.touch();
-                let monitor = checkout.monitor().clone();
-                fetch_many_on::<$db, E>(raw, monitor, query)
+                fetch_many_on::<$db, E>(raw, checkout.monitor(), query)
             }
 
             fn fetch_optional<'e, 'q: 'e, E>(
@@ -285,8 +281,7 @@ macro_rules! checkout_executor {
             {
                 let (raw, checkout) = self.parts();
                 checkout.touch();
-                let monitor = checkout.monitor().clone();
-                fetch_optional_on::<$db, E>(raw, monitor, query)
+                Box::pin(fetch_optional_on::<$db, E>(raw, checkout.monitor(), query))
             }
 
             fn prepare_with<'e>(
