@@ -94,8 +94,8 @@ pub use inputs::{
     NamedOperationStat, ResourceMetrics, ResourceSample, SessionStoreMetrics, SessionTableSample, SessionWrite,
 };
 pub use monitor::{
-    CleanupRecord, MIN_OPERATIONS_FOR_RATE, MIN_QUERIES_FOR_DEGRADATION, Monitor, MonitorBuilder, Outcome, PoolSample,
-    RequestRecord, ResetScope, TimedPoolSample,
+    CleanupRecord, MIN_OPERATIONS_FOR_RATE, MIN_QUERIES_FOR_DEGRADATION, Monitor, MonitorBuilder, Outcome, PoolConfig,
+    PoolSample, RequestRecord, ResetScope, TimedPoolSample,
 };
 pub use patterns::ErrorPattern;
 pub use queries::{PreparedQuery, QuerySort, QueryStat};

@@ -81,6 +81,26 @@ impl PoolSample {
     }
 }
 
+/// A connection pool's configuration, shown beside its samples so that an
+/// operator reading "exhausted" sees the limits that were hit.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
+pub struct PoolConfig {
+    /// The database system: `postgresql`, `mysql`, `sqlite`, …
+    pub system: String,
+    /// The most connections the pool opens.
+    pub max_connections: u32,
+    /// The connections it keeps open when idle.
+    pub min_connections: u32,
+    /// How long a checkout waits before giving up, seconds.
+    pub acquire_timeout_seconds: f64,
+    /// How long an idle connection is kept, seconds (`None`: forever).
+    pub idle_timeout_seconds: Option<f64>,
+    /// How long a connection lives at most, seconds (`None`: forever).
+    pub max_lifetime_seconds: Option<f64>,
+    /// Whether an idle connection is pinged before it is handed out.
+    pub test_before_acquire: bool,
+}
+
 /// A pool sample with the time it was taken.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct TimedPoolSample {
@@ -144,6 +164,7 @@ pub(crate) struct PoolState {
     pub(crate) latest: Option<TimedPoolSample>,
     pub(crate) samples: Ring<TimedPoolSample>,
     pub(crate) peak_utilization: f64,
+    pub(crate) config: Option<PoolConfig>,
 }
 
 #[derive(Debug)]
@@ -356,7 +377,12 @@ impl MonitorBuilder {
             recent_queries: Ring::new(config.query_ring),
             errors: Ring::new(config.error_ring),
             patterns: ErrorPatterns::new(config.error_patterns),
-            pool: PoolState { latest: None, samples: Ring::new(config.pool_samples), peak_utilization: 0.0 },
+            pool: PoolState {
+                latest: None,
+                samples: Ring::new(config.pool_samples),
+                peak_utilization: 0.0,
+                config: None,
+            },
             rates: RateHistory::new(config.rate_resolution, now),
             alerts,
             trend: TrendState::new(config.trend_interval, config.trend_points, now),
@@ -709,6 +735,18 @@ impl Monitor {
             state.pool.peak_utilization = timed.utilization;
         }
         state.trend.observe_pool(&timed);
+    }
+
+    /// The pool's configuration (adapters report it once, and again if it changes).
+    pub fn record_pool_config(&self, config: PoolConfig) {
+        self.state().pool.config = Some(config);
+    }
+
+    /// Connections the pool closed on its own (idle timeout, max lifetime, a
+    /// failed health check), as inferred by an adapter that cannot see them
+    /// one by one.
+    pub fn record_connections_closed(&self, count: u64) {
+        self.inner.counters.add(Counter::ConnectionsClosed, count);
     }
 
     /// A connection was checked out after waiting `wait` for it.

@@ -158,6 +158,8 @@ pub struct PoolMetrics {
     pub checked_out: usize,
     /// Checkouts counted but not individually tracked because the registry was full.
     pub untracked_checkouts: u64,
+    /// The pool's configuration, as its adapter reported it.
+    pub config: Option<crate::monitor::PoolConfig>,
 }
 
 /// Queries.
@@ -485,6 +487,7 @@ impl Monitor {
                 suspected_leaks: suspected,
                 checked_out,
                 untracked_checkouts: inner.checkouts.untracked(),
+                config: state.pool.config.clone(),
             },
             query_metrics: QueryMetrics {
                 total: t.get(Counter::Queries),

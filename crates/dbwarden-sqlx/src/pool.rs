@@ -32,15 +32,19 @@
 //!   fails. `PoolSample::pending` is that count; acquires made on the raw
 //!   pool ([`MonitoredPool::inner`]) are not counted.
 //! - **Connections closed** by the pool (idle timeout, max lifetime, a
-//!   failed health check) are not reported: sqlx has no close hook.
+//!   failed health check) are not reported one by one: sqlx has no close
+//!   hook. With every open counted by dbwarden's hook, each
+//!   [`MonitoredPool::sample`] infers the closes so far as opens less the
+//!   connections open now and records the new ones; a pool wrapped with
+//!   [`MonitoredPool::new`] (no hook) reports no closes.
 
 use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use dbwarden_core::{ErrorClass, Holder, Monitor, PoolSample, SessionKind};
+use dbwarden_core::{ErrorClass, Holder, Monitor, PoolConfig, PoolSample, SessionKind};
 use futures_core::future::BoxFuture;
 use sqlx::pool::{PoolConnection, PoolConnectionMetadata, PoolOptions};
 use sqlx::{Connection, Pool, Transaction};
@@ -128,8 +132,20 @@ type AfterConnect<DB> = Arc<
 pub struct MonitoredPool<DB: MonitoredDatabase> {
     pool: Pool<DB>,
     monitor: Monitor,
+    /// State shared by this pool's clones and its hooks.
+    shared: Arc<Shared>,
+}
+
+/// What the monitored pool counts itself because sqlx does not.
+#[derive(Debug, Default)]
+struct Shared {
     /// Acquires in progress through this pool (and its clones).
-    pending: Arc<AtomicU32>,
+    pending: AtomicU32,
+    /// Connections the `after_connect` hook saw opened; `None` when the
+    /// pool was built without dbwarden's hooks.
+    opened: Option<AtomicU64>,
+    /// Closes already recorded, inferred at each sample as opened − size.
+    closed_recorded: AtomicU64,
 }
 
 /// Counts one acquire as pending for as long as it lives, so a cancelled
@@ -154,12 +170,27 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// are not recorded; build the pool with [`MonitoredPool::builder`] to
     /// have them.
     pub fn new(pool: Pool<DB>, monitor: Monitor) -> Self {
-        MonitoredPool { pool, monitor, pending: Arc::new(AtomicU32::new(0)) }
+        MonitoredPool::with_shared(pool, monitor, Arc::new(Shared::default()))
+    }
+
+    fn with_shared(pool: Pool<DB>, monitor: Monitor, shared: Arc<Shared>) -> Self {
+        let options = pool.options();
+        monitor.record_pool_config(PoolConfig {
+            system: DB::NAME.to_ascii_lowercase(),
+            max_connections: options.get_max_connections(),
+            min_connections: options.get_min_connections(),
+            acquire_timeout_seconds: options.get_acquire_timeout().as_secs_f64(),
+            idle_timeout_seconds: options.get_idle_timeout().map(|d| d.as_secs_f64()),
+            max_lifetime_seconds: options.get_max_lifetime().map(|d| d.as_secs_f64()),
+            test_before_acquire: options.get_test_before_acquire(),
+        });
+        MonitoredPool { pool, monitor, shared }
     }
 
     /// A builder from sqlx pool options, which installs dbwarden's hooks.
     pub fn builder(options: PoolOptions<DB>, monitor: Monitor) -> MonitoredPoolOptions<DB> {
-        MonitoredPoolOptions { options, monitor, after_connect: None }
+        let shared = Arc::new(Shared { opened: Some(AtomicU64::new(0)), ..Shared::default() });
+        MonitoredPoolOptions { options, monitor, after_connect: None, shared }
     }
 
     /// The underlying sqlx pool (statements run on it are not recorded).
@@ -233,6 +264,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
             min: options.get_min_connections(),
         };
         self.monitor.record_pool_sample(sample);
+        self.record_inferred_closes(size);
         sample
     }
 
@@ -240,7 +272,22 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// right now: waiting for a permit, checking an idle connection or
     /// opening a new one.
     pub fn pending(&self) -> u32 {
-        self.pending.load(Ordering::Relaxed)
+        self.shared.pending.load(Ordering::Relaxed)
+    }
+
+    /// sqlx closes connections on its own (idle timeout, max lifetime, a
+    /// failed ping, `close_on_drop`) without telling anyone; with every open
+    /// counted by the hook, the closes so far are the opens less the
+    /// connections open now. Recorded as they are first seen, so each close
+    /// counts once; a connect in flight (counted in `size` before the hook
+    /// sees it) only delays a close to the next sample.
+    fn record_inferred_closes(&self, size: u32) {
+        let Some(opened) = &self.shared.opened else { return };
+        let closed = opened.load(Ordering::Relaxed).saturating_sub(u64::from(size));
+        let recorded = self.shared.closed_recorded.fetch_max(closed, Ordering::Relaxed);
+        if closed > recorded {
+            self.monitor.record_connections_closed(closed - recorded);
+        }
     }
 
     /// Starts a tokio task that calls [`MonitoredPool::sample`] every
@@ -268,7 +315,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     async fn checkout(&self) -> Result<(PoolConnection<DB>, AcquireInfo, Instant), sqlx::Error> {
         let started = Instant::now();
         let (result, connect) = {
-            let _pending = PendingGuard::enter(&self.pending);
+            let _pending = PendingGuard::enter(&self.shared.pending);
             // Tracing the connect costs a wrapper around sqlx's acquire
             // (about 2 % of a point query on SQLite in memory): only pay it
             // when no idle connection is waiting, i.e. when this acquire
@@ -297,7 +344,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
 
 impl<DB: MonitoredDatabase> Clone for MonitoredPool<DB> {
     fn clone(&self) -> Self {
-        MonitoredPool { pool: self.pool.clone(), monitor: self.monitor.clone(), pending: Arc::clone(&self.pending) }
+        MonitoredPool { pool: self.pool.clone(), monitor: self.monitor.clone(), shared: Arc::clone(&self.shared) }
     }
 }
 
@@ -319,6 +366,7 @@ pub struct MonitoredPoolOptions<DB: MonitoredDatabase> {
     options: PoolOptions<DB>,
     monitor: Monitor,
     after_connect: Option<AfterConnect<DB>>,
+    shared: Arc<Shared>,
 }
 
 impl<DB: MonitoredDatabase> MonitoredPoolOptions<DB> {
@@ -339,11 +387,17 @@ impl<DB: MonitoredDatabase> MonitoredPoolOptions<DB> {
     /// The sqlx options with dbwarden's hooks installed, for callers that
     /// build the pool themselves; wrap the result with [`MonitoredPool::new`].
     pub fn into_pool_options(self) -> PoolOptions<DB> {
-        let monitor = self.monitor;
+        self.into_parts().0
+    }
+
+    fn into_parts(self) -> (PoolOptions<DB>, Monitor, Arc<Shared>) {
+        let monitor = self.monitor.clone();
         let user = self.after_connect;
-        self.options.after_connect(move |conn, meta| {
+        let shared = Arc::clone(&self.shared);
+        let options = self.options.after_connect(move |conn, meta| {
             let monitor = monitor.clone();
             let user = user.clone();
+            let shared = Arc::clone(&shared);
             Box::pin(async move {
                 // Read at the first poll, which runs inside the acquire's.
                 let connect = ACQUIRE_STARTED.get().map(|started| started.elapsed());
@@ -354,23 +408,25 @@ impl<DB: MonitoredDatabase> MonitoredPoolOptions<DB> {
                     // Any later poll of this hook is inside the acquire's poll too.
                     CONNECTED_AFTER.set(Some(after));
                 }
+                if let Some(opened) = &shared.opened {
+                    opened.fetch_add(1, Ordering::Relaxed);
+                }
                 match connect {
                     Some(after) => monitor.record_connection_opened(after),
                     None => monitor.record_connection_opened_untimed(),
                 }
                 Ok(())
             })
-        })
+        });
+        (options, self.monitor, self.shared)
     }
 
     /// Opens the pool on `url` (sqlx opens the first connection now, and
     /// its connect time is recorded).
     pub async fn connect(self, url: &str) -> Result<MonitoredPool<DB>, sqlx::Error> {
-        let monitor = self.monitor.clone();
-        let options = self.into_pool_options();
+        let (options, monitor, shared) = self.into_parts();
         let (pool, _) = traced_acquire(Instant::now(), options.connect(url)).await;
-        let pool = pool?;
-        Ok(MonitoredPool::new(pool, monitor))
+        Ok(MonitoredPool::with_shared(pool?, monitor, shared))
     }
 
     /// Opens the pool with driver connect options.
@@ -378,24 +434,21 @@ impl<DB: MonitoredDatabase> MonitoredPoolOptions<DB> {
         self,
         connect_options: <DB::Connection as Connection>::Options,
     ) -> Result<MonitoredPool<DB>, sqlx::Error> {
-        let monitor = self.monitor.clone();
-        let options = self.into_pool_options();
+        let (options, monitor, shared) = self.into_parts();
         let (pool, _) = traced_acquire(Instant::now(), options.connect_with(connect_options)).await;
-        let pool = pool?;
-        Ok(MonitoredPool::new(pool, monitor))
+        Ok(MonitoredPool::with_shared(pool?, monitor, shared))
     }
 
     /// Creates the pool without connecting; connections open on first use.
     pub fn connect_lazy(self, url: &str) -> Result<MonitoredPool<DB>, sqlx::Error> {
-        let monitor = self.monitor.clone();
-        let pool = self.into_pool_options().connect_lazy(url)?;
-        Ok(MonitoredPool::new(pool, monitor))
+        let (options, monitor, shared) = self.into_parts();
+        Ok(MonitoredPool::with_shared(options.connect_lazy(url)?, monitor, shared))
     }
 
     /// Creates the pool from driver connect options without connecting.
     pub fn connect_lazy_with(self, connect_options: <DB::Connection as Connection>::Options) -> MonitoredPool<DB> {
-        let monitor = self.monitor.clone();
-        MonitoredPool::new(self.into_pool_options().connect_lazy_with(connect_options), monitor)
+        let (options, monitor, shared) = self.into_parts();
+        MonitoredPool::with_shared(options.connect_lazy_with(connect_options), monitor, shared)
     }
 }
 

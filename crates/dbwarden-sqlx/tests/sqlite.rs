@@ -92,3 +92,45 @@ async fn new_connections_are_attributed_to_the_checkout_that_opened_them() {
     assert_eq!(snap.pool_metrics.connections_opened, 1);
     assert_eq!(snap.pool_metrics.create_time.count, 1);
 }
+
+/// The pool's configuration is reported, and connections sqlx closes on
+/// its own (here past their max lifetime) are counted at the next sample.
+#[tokio::test]
+async fn configuration_is_reported_and_closes_are_inferred() {
+    let db = db();
+    let pool = MonitoredPool::builder(
+        sqlx::sqlite::SqlitePoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(Duration::from_millis(100))
+            .acquire_timeout(Duration::from_secs(3)),
+        dbwarden_core::Monitor::new(),
+    )
+    .connect_with(db.options.clone())
+    .await
+    .unwrap();
+    let config = pool.monitor().snapshot().pool_metrics.config.expect("configuration recorded");
+    assert_eq!(config.system, "sqlite");
+    assert_eq!((config.max_connections, config.acquire_timeout_seconds), (1, 3.0));
+    assert_eq!(config.max_lifetime_seconds, Some(0.1));
+
+    pool.sample();
+    assert_eq!(pool.monitor().snapshot().pool_metrics.connections_closed, 0);
+    // Past its lifetime, the connection is closed and a new one opened.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        sqlx::query("SELECT 1").fetch_one(&pool).await.unwrap();
+        pool.sample();
+        let metrics = pool.monitor().snapshot().pool_metrics;
+        if metrics.connections_opened >= 2 {
+            assert!(metrics.connections_closed >= 1, "{metrics:?}");
+            assert_eq!(metrics.connections_closed, metrics.connections_opened - u64::from(pool.inner().size()));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the expired connection was never replaced");
+    }
+    // Sampling again does not count the same close twice.
+    let before = pool.monitor().snapshot().pool_metrics.connections_closed;
+    pool.sample();
+    assert_eq!(pool.monitor().snapshot().pool_metrics.connections_closed, before);
+}
