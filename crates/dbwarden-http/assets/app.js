@@ -67,10 +67,11 @@
       if (v < 1) return Math.round(v * 1000) + ' ms';
       if (v < 60) return (v < 10 ? v.toFixed(1) : Math.round(v)) + ' s';
       const m = Math.floor(v / 60);
-      if (m < 60) return m + ' min ' + Math.round(v % 60) + ' s';
+      const join = (a, unitA, b, unitB) => a + ' ' + unitA + (b ? ' ' + b + ' ' + unitB : '');
+      if (m < 60) return join(m, 'min', Math.round(v % 60), 's');
       const hrs = Math.floor(m / 60);
-      if (hrs < 48) return hrs + ' h ' + (m % 60) + ' min';
-      return Math.floor(hrs / 24) + ' d ' + (hrs % 24) + ' h';
+      if (hrs < 48) return join(hrs, 'h', m % 60, 'min');
+      return join(Math.floor(hrs / 24), 'd', hrs % 24, 'h');
     },
     rate(v) {
       v = num(v);
@@ -167,6 +168,9 @@
     silenceTarget: null,
   };
   const MIN_INTERVAL_MS = 2500;
+  /** Values seen since the page opened, per chart, for the live part of the trends. */
+  const series = {};
+  const MAX_LIVE_POINTS = 720;
   const POLL_MS = 5000;
   const SLOW_GROUP_MS = 15000;
   const TREND_MS = 60000;
@@ -401,7 +405,7 @@
       queries: api('api/queries?sort=total_time&limit=10'),
       slowQueries: api('api/queries/slow?limit=10'),
       errors5m: api('api/errors?window=5m'),
-      requests: api('api/requests?limit=10'),
+      requests: api('api/requests?limit=50'),
     };
     if (w !== '5m') requests['errors' + w] = api('api/errors?window=' + w);
     if (slow) {
@@ -543,22 +547,23 @@
     const issues = health.issues || (d.status.health && d.status.health.issues) || [];
     if (issues.length) replace($('health-issues'), issues.map((i) => h('li', { text: i })));
     else replace($('health-issues'), h('li', { class: 'all-good', text: 'Every check is within its thresholds.' }));
-    const rows = [];
-    const checks = health.checks || {};
-    for (const [key, list] of Object.entries(checks)) {
-      for (const c of Array.isArray(list) ? list : [list]) {
-        rows.push(
-          h(
-            'tr',
-            { title: c.output || null },
-            h('td', null, h('span', { class: 'mono', text: key })),
-            h('td', { class: 'num', text: observed(c.observedValue, c.observedUnit) }),
-            h('td', { class: 'num muted', text: c.threshold !== undefined ? observed(c.threshold, c.observedUnit) : '—' }),
-            h('td', null, h('span', { class: 'pill ' + statusClass(c.status), text: c.status })),
-          ),
-        );
-      }
+    const checks = [];
+    for (const [key, list] of Object.entries(health.checks || {})) {
+      for (const c of Array.isArray(list) ? list : [list]) checks.push([key, c]);
     }
+    // Failing checks first, then warnings, each group in key order.
+    const rank = { fail: 0, warn: 1, pass: 2 };
+    checks.sort((a, b) => (rank[a[1].status] ?? 3) - (rank[b[1].status] ?? 3) || a[0].localeCompare(b[0]));
+    const rows = checks.map(([key, c]) =>
+      h(
+        'tr',
+        { class: c.status !== 'pass' ? 'row-' + c.status : null, title: c.output || null, 'data-check': key },
+        h('td', null, h('span', { class: 'mono', text: key })),
+        h('td', { class: 'num', text: observed(c.observedValue, c.observedUnit) }),
+        h('td', { class: 'num muted', text: c.threshold !== undefined ? observed(c.threshold, c.observedUnit) : '—' }),
+        h('td', null, h('span', { class: 'status-dot ' + statusClass(c.status), title: c.status }), h('span', { class: 'sr-only', text: c.status })),
+      ),
+    );
     if (rows.length) replace($('health-checks'), rows);
     else emptyRow($('health-checks'), 4, 'Check details are shown to signed-in users only.');
     const perf = d.performance;
@@ -630,7 +635,7 @@
           actions.append(r, sl);
           return h(
             'li',
-            { class: 'alert sev-' + sev, 'data-alert-id': a.id, 'data-state': a.state, 'data-acknowledged': ack ? 'true' : 'false' },
+            { class: 'alert sev-' + sev, 'data-alert-id': a.id, 'data-rule': a.rule, 'data-state': a.state, 'data-acknowledged': ack ? 'true' : 'false' },
             h('div', { class: 'alert-top' }, h('span', { class: 'pill sev-' + sev, text: a.severity }), h('span', { class: 'alert-title', text: fmt.words(a.alert_type) }), h('span', { class: 'pill', text: a.state })),
             h('div', { class: 'alert-msg', text: a.message }),
             h(
@@ -738,29 +743,46 @@
             { 'data-route': r.route || '' },
             h('td', { class: 'route' }, h('span', { class: 'method', text: r.method || '*' }), r.route || '(other routes)'),
             h('td', { class: 'num', text: fmt.count(r.requests) }),
-            h('td', { class: 'num', text: fmt.ms(r.latency.p50_ms) }),
+            h('td', { class: 'num hide-narrow', text: fmt.ms(r.latency.p50_ms) }),
             h('td', { class: 'num' + (r.latency.p95_ms >= slowMs ? ' warnish' : ''), text: fmt.ms(r.latency.p95_ms) }),
             h('td', { class: 'num' + (r.latency.p99_ms >= slowMs ? ' warnish' : ''), text: fmt.ms(r.latency.p99_ms) }),
             h('td', { class: 'num' + (r.errors ? ' bad' : ''), text: r.errors ? fmt.count(r.errors) + ' · ' + fmt.pct(r.error_rate) : '0' }),
-            h('td', { class: 'num' + (r.slow ? ' warnish' : ''), text: fmt.count(r.slow) }),
+            h('td', { class: 'num hide-narrow' + (r.slow ? ' warnish' : ''), text: fmt.count(r.slow) }),
             h('td', { class: 'num', title: 'statements and database time per request', text: r.avg_db_queries.toFixed(1) + ' · ' + fmt.ms(r.avg_db_time_ms) }),
           ),
         ),
       );
     }
-    const findings = req.n_plus_one || [];
-    if (!findings.length) {
+    // The same route running the same statement again and again is one
+    // finding to fix, not many: group by route and fingerprint.
+    const groups = new Map();
+    for (const f of req.n_plus_one || []) {
+      const key = f.method + ' ' + f.route + ' ' + f.fingerprint;
+      const g = groups.get(key);
+      if (g) {
+        g.requests += 1;
+        g.maxCount = Math.max(g.maxCount, f.count);
+      } else {
+        groups.set(key, Object.assign({}, f, { requests: 1, maxCount: f.count }));
+      }
+    }
+    if (!groups.size) {
       emptyItem($('n-plus-one'), 'No N+1 patterns: no request ran one statement ' + t.n_plus_one_min_count + ' or more times for more than ' + fmt.secs(t.n_plus_one_min_total) + ' in total.', true);
     } else {
       replace(
         $('n-plus-one'),
-        findings.slice(0, 6).map((f) =>
+        [...groups.values()].slice(0, 6).map((g) =>
           h(
             'li',
-            { class: 'finding' },
-            h('div', { class: 'finding-top' }, h('span', null, h('span', { class: 'method', text: f.method }), h('code', { text: f.route })), h('span', { class: 'muted', text: f.count + '× · ' + fmt.ms(f.total_ms) + ' · ' + fmt.ago(f.at) })),
-            h('code', { class: 'muted', text: f.text }),
-            h('span', { class: 'muted small' }, 'request ', h('code', { text: f.request_id })),
+            { class: 'finding', 'data-route': g.route },
+            h(
+              'div',
+              { class: 'finding-top' },
+              h('span', null, h('span', { class: 'method', text: g.method }), h('code', { text: g.route })),
+              h('span', { class: 'muted', text: 'up to ' + g.maxCount + '× per request · ' + g.requests + (g.requests === 1 ? ' request' : ' requests') + ' · last ' + fmt.ago(g.at) }),
+            ),
+            h('code', { class: 'muted', text: g.text }),
+            h('span', { class: 'muted small' }, 'latest: ' + g.count + ' runs, ' + fmt.ms(g.total_ms) + ' in request ', h('code', { text: g.request_id })),
           ),
         ),
       );
@@ -801,30 +823,34 @@
     const list = co.checkouts || [];
     const leakAfter = num(co.leak_threshold_seconds);
     if (!list.length) {
-      emptyRow($('checkouts'), 5, 'No connection is checked out right now.' + (leakAfter ? ' One held longer than ' + fmt.secs(leakAfter) + ' is reported as a suspected leak.' : ''));
+      emptyRow($('checkouts'), 4, 'No connection is checked out right now.' + (leakAfter ? ' One held longer than ' + fmt.secs(leakAfter) + ' is reported as a suspected leak.' : ''));
     } else {
       replace(
         $('checkouts'),
         list.slice(0, 20).map((c) => {
           const holder = c.holder || {};
           const who = holder.route
-            ? [h('code', { text: holder.route }), holder.request_id ? h('div', { class: 'muted small mono', text: holder.request_id }) : null]
+            ? [h('code', { text: holder.route }), holder.request_id ? h('div', { class: 'muted small mono', title: 'request ' + holder.request_id, text: shortId(holder.request_id) }) : null]
             : holder.span
               ? [h('code', { text: holder.span })]
               : [h('span', { class: 'muted', text: 'unknown holder' })];
           return h(
             'tr',
             { 'data-checkout': c.id },
-            h('td', null, who),
-            h('td', { text: c.kind }),
+            h('td', null, who, c.kind === 'transaction' ? h('span', { class: 'tag', text: 'transaction' }) : null),
             h('td', { class: 'num' + (leakAfter && c.age_seconds >= leakAfter ? ' bad' : ''), text: fmt.secs(c.age_seconds) }),
             h('td', { class: 'num', text: fmt.secs(c.idle_seconds) }),
             h('td', null, c.leak_suspected ? h('span', { class: 'pill is-fail', text: 'suspected' }) : h('span', { class: 'muted', text: '—' })),
           );
         }),
-        list.length > 20 ? h('tr', null, h('td', { class: 'empty', colspan: 5, text: '…and ' + (list.length - 20) + ' more' })) : null,
+        list.length > 20 ? h('tr', null, h('td', { class: 'empty', colspan: 4, text: '…and ' + (list.length - 20) + ' more' })) : null,
       );
     }
+  }
+
+  /** A long request id shortened for a narrow column; the full id is in the title. */
+  function shortId(id) {
+    return id.length > 13 ? id.slice(0, 8) + '…' + id.slice(-4) : id;
   }
 
   // ---- sessions ----
@@ -883,9 +909,9 @@
             sqlCell(q.other ? '(other statements)' : q.text, q.other ? null : q),
             h('td', { class: 'num', text: fmt.count(q.calls) }),
             h('td', { class: 'num', text: fmt.ms(q.total_time_ms) }),
-            h('td', { class: 'num', text: fmt.ms(q.latency.mean_ms) }),
+            h('td', { class: 'num hide-narrow', text: fmt.ms(q.latency.mean_ms) }),
             h('td', { class: 'num', text: fmt.ms(q.latency.p95_ms) }),
-            h('td', { class: 'num' + (q.errors ? ' bad' : ''), text: fmt.count(q.errors) }),
+            h('td', { class: 'num hide-narrow' + (q.errors ? ' bad' : ''), text: fmt.count(q.errors) }),
           ),
         ),
       );
@@ -1057,7 +1083,7 @@
     { key: 'p95', title: 'Query latency p95', fmt: (v) => fmt.ms(v), point: (p) => p.query_p95_ms, now: (st) => ((st.rates['5m'] || {}).query_latency || {}).p95_ms },
     { key: 'err', title: 'Error rate', fmt: (v) => fmt.pct(v), point: (p) => p.error_rate, now: (st) => (st.rates['5m'] || {}).error_rate, max: 0.01 },
     { key: 'pool', title: 'Pool utilization', fmt: (v) => fmt.pct(v, 0), point: (p) => p.pool_utilization_avg, now: (st) => st.pool_metrics.utilization, max: 1, fixedMax: true },
-    { key: 'sess', title: 'Active sessions', fmt: (v) => fmt.count(v), point: (p) => p.active_sessions, now: (st) => st.session_metrics.active_sessions, max: 1 },
+    { key: 'sess', title: 'Active sessions', fmt: (v) => fmt.count(v), point: (p) => p.active_sessions, now: (st) => st.session_metrics.active_sessions, max: 2, integer: true },
     { key: 'rps', title: 'Requests', fmt: (v) => fmt.rate(v), point: (p) => p.requests_per_second, now: (st) => (st.rates['1m'] || {}).requests_per_second },
   ];
 
@@ -1086,19 +1112,28 @@
       }
     }
     const nowMs = Date.now();
+    const lastStored = trend.length ? trend[trend.length - 1].at : 0;
     for (const c of CHARTS) {
-      const points = trend.map((p) => ({ t: p.at, v: num(c.point(p)) }));
+      const stored = trend.map((p) => ({ t: p.at, v: num(c.point(p)) }));
       const current = c.now(d.status);
-      if (typeof current === 'number') points.push({ t: nowMs, v: current, live: true });
+      const live = (series[c.key] = series[c.key] || []);
+      if (typeof current === 'number' && isFinite(current) && (!live.length || nowMs - live[live.length - 1].t >= 1000)) {
+        live.push({ t: nowMs, v: current, live: true });
+        if (live.length > MAX_LIVE_POINTS) live.splice(0, live.length - MAX_LIVE_POINTS);
+      }
+      const points = stored.concat(live.filter((p) => p.t > lastStored));
       $('chart-' + c.key + '-value').textContent = typeof current === 'number' ? c.fmt(current) : '–';
-      drawChart($('chart-' + c.key + '-plot'), c, points, trend.length, interval);
+      drawChart($('chart-' + c.key + '-plot'), c, points, stored.length, interval);
     }
+    const firstAt = d.status.monitor.started_at + interval * 1000;
+    $('trends-note').textContent = trend.length
+      ? 'last ' + fmt.secs((nowMs - trend[0].at) / 1000) + ' · a point every ' + fmt.secs(interval) + ', live since the page opened'
+      : 'live since the page opened · the first ' + fmt.secs(interval) + ' point is stored at ' + fmt.time(Math.max(firstAt, nowMs));
   }
 
   function drawChart(plot, c, points, stored, interval) {
-    if (stored < 1) {
-      const firstAt = state.data.status ? state.data.status.monitor.started_at + interval * 1000 : null;
-      replace(plot, h('div', { class: 'chart-empty', text: 'Collecting: a point is stored every ' + fmt.secs(interval) + (firstAt ? '; the first at ' + fmt.time(firstAt) + '.' : '.') + ' The figure above is live.' }));
+    if (points.length < 2) {
+      replace(plot, h('div', { class: 'chart-empty', text: 'Collecting: the line starts with the next update. The figure above is live.' }));
       return;
     }
     const width = Math.max(200, plot.clientWidth || 300);
@@ -1107,9 +1142,12 @@
     const right = 6;
     const top = 6;
     const bottom = 18;
-    const t0 = Math.min(points[0].t, points[points.length - 1].t - 3600 * 1000);
+    // At least an hour of stored history, or two minutes of live values.
+    const t0 = Math.min(points[0].t, points[points.length - 1].t - (stored ? 3600 : 120) * 1000);
     const t1 = points[points.length - 1].t;
-    const maxV = c.fixedMax ? c.max : niceMax(Math.max(c.max || 0, ...points.map((p) => p.v)));
+    let maxV = c.fixedMax ? c.max : niceMax(Math.max(c.max || 0, ...points.map((p) => p.v)));
+    // Counts get an even maximum, so the middle grid line is a whole number.
+    if (c.integer) maxV = Math.max(2, Math.ceil(maxV / 2) * 2);
     const x = (t) => left + ((t - t0) / Math.max(1, t1 - t0)) * (width - left - right);
     const y = (v) => top + (1 - Math.min(v, maxV) / maxV) * (height - top - bottom);
     const svg = s('svg', { viewBox: '0 0 ' + width + ' ' + height, width, height, role: 'img', 'aria-label': c.title + ': ' + points.length + ' points, latest ' + c.fmt(points[points.length - 1].v) + ', highest ' + c.fmt(Math.max(...points.map((p) => p.v))) });
@@ -1117,7 +1155,8 @@
       const yy = y(maxV * frac);
       svg.append(s('line', { class: frac === 0 ? 'axis' : 'grid-line', x1: left, x2: width - right, y1: yy, y2: yy }));
       const label = s('text', { class: 'label', x: left - 6, y: yy + 3, 'text-anchor': 'end' });
-      label.textContent = c.fmt(maxV * frac);
+      // Axis labels are round numbers: drop a trailing ".0" ("25.0/s" → "25/s").
+      label.textContent = c.fmt(maxV * frac).replace(/\.0+(?=\D|$)/, '');
       svg.append(label);
     }
     for (const [t, anchor] of [
@@ -1130,13 +1169,15 @@
     }
     // Gaps longer than two intervals (the server was down) break the line.
     const gap = interval * 1000 * 2.5;
+    const liveGap = 60 * 1000;
     let d = '';
     let area = '';
     let segStart = null;
     points.forEach((p, i) => {
       const px = x(p.t).toFixed(1);
       const py = y(p.v).toFixed(1);
-      const broken = i > 0 && p.t - points[i - 1].t > gap && !p.live;
+      const prev = points[i - 1];
+      const broken = i > 0 && p.t - prev.t > (p.live && prev.live ? liveGap : gap);
       if (i === 0 || broken) {
         if (segStart !== null) area += ' L' + x(points[i - 1].t).toFixed(1) + ',' + y(0) + ' L' + segStart + ',' + y(0) + ' Z';
         d += 'M' + px + ',' + py;

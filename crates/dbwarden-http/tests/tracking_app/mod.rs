@@ -87,6 +87,7 @@ impl App {
             .route("/authors/{id}/books/joined", get(books_joined))
             .route("/orders/{id}", get(order_holding_a_checkout))
             .route("/slow", get(slow))
+            .route("/reports/{id}", get(report_holding_a_connection))
             .route("/fail", get(fail))
             .route("/hang/{id}", get(hang))
             .route("/panic", get(panics))
@@ -197,6 +198,24 @@ async fn slow(State(s): State<AppState>, Query(p): Query<SlowParams>) -> Json<Va
     tokio::time::sleep(Duration::from_millis(p.ms.unwrap_or(50).min(60_000))).await;
     let _ = sqlx::query("SELECT count(*) FROM books").fetch_one(&s.pool).await;
     Json(context_json())
+}
+
+/// Holds a connection while it "builds a report" for `ms` milliseconds, so
+/// the checkout shows in the live list.
+async fn report_holding_a_connection(
+    State(s): State<AppState>,
+    Path(id): Path<i64>,
+    Query(p): Query<SlowParams>,
+) -> Result<Json<Value>, (StatusCode, String)> {
+    let mut conn = s.pool.acquire().await.map_err(internal)?;
+    sqlx::query("SELECT count(*) FROM books WHERE author_id = ?")
+        .bind(id)
+        .fetch_one(&mut conn)
+        .await
+        .map_err(internal)?;
+    tokio::time::sleep(Duration::from_millis(p.ms.unwrap_or(500).min(60_000))).await;
+    sqlx::query("SELECT name FROM authors WHERE id = ?").bind(id).fetch_optional(&mut conn).await.map_err(internal)?;
+    Ok(Json(context_json()))
 }
 
 async fn fail(State(s): State<AppState>) -> (StatusCode, String) {
