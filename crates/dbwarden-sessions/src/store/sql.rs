@@ -293,7 +293,8 @@ impl SqlSessionStore {
             let rows = self
                 .write_data(&self.inner.sql.update_any, &hash, &bytes, user_id.as_deref(), now, expires, None)
                 .await?;
-            return Ok(self.count_full_or_gone(rows));
+            self.count_full_or_gone(rows);
+            return Ok(());
         };
         let expires = self.target_expiry(record.expiry_date, now, loaded.a);
         let changes = meta::diff(&record.data, &loaded);
