@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use dbwarden_core::{AlertId, Matcher, QuerySort, ResetScope, Severity, SilenceId, Window};
 use serde::Deserialize;
@@ -42,11 +43,26 @@ struct LimitQuery {
 
 /// `GET /api/status`: every current metric.
 pub(crate) async fn status(State(state): State<AppState>) -> Response {
-    let snapshot = state.inner.cache.snapshot(&state.inner.monitor);
-    let health = state.inner.cache.health(&state.inner.monitor);
-    let mut body = serde_json::to_value(&*snapshot).unwrap_or(Value::Null);
-    body["health"] = json!({ "status": health.status, "issues": health.issues });
-    Json(body).into_response()
+    let cache = &state.inner.cache;
+    let (code, body) = match cache.body("status") {
+        Some(kept) => kept,
+        None => {
+            let generation = cache.generation();
+            let snapshot = cache.snapshot(&state.inner.monitor);
+            let health = cache.health(&state.inner.monitor);
+            let mut body = serde_json::to_value(&*snapshot).unwrap_or(Value::Null);
+            body["health"] = json!({ "status": health.status, "issues": health.issues });
+            let bytes = Bytes::from(serde_json::to_vec(&body).unwrap_or_default());
+            cache.store_body("status", generation, (StatusCode::OK, bytes.clone()));
+            (StatusCode::OK, bytes)
+        }
+    };
+    json_bytes(code, body)
+}
+
+/// A response with an already serialized JSON body.
+pub(crate) fn json_bytes(code: StatusCode, body: Bytes) -> Response {
+    (code, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body).into_response()
 }
 
 /// `GET /api/summary`: the human summary and the verdict.

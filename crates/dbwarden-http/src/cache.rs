@@ -2,10 +2,13 @@
 //! under load: each is computed at most once per monitor tick and per
 //! [`AdminConfig::report_cache`](crate::AdminConfig::report_cache).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::body::Bytes;
+use axum::http::StatusCode;
 use dbwarden_core::{HealthReport, MetricsSnapshot, Monitor};
 
 #[derive(Debug)]
@@ -48,6 +51,9 @@ pub(crate) struct ReportCache {
     health: Slot<HealthReport>,
     snapshot: Slot<MetricsSnapshot>,
     probe: Mutex<Option<(Instant, Result<(), String>)>>,
+    /// Serialized response bodies by name, so a busy endpoint serializes
+    /// once per tick rather than once per request.
+    bodies: Mutex<HashMap<&'static str, Entry<(StatusCode, Bytes)>>>,
 }
 
 impl ReportCache {
@@ -58,6 +64,7 @@ impl ReportCache {
             health: Slot(Mutex::new(None)),
             snapshot: Slot(Mutex::new(None)),
             probe: Mutex::new(None),
+            bodies: Mutex::new(HashMap::new()),
         }
     }
 
@@ -81,10 +88,33 @@ impl ReportCache {
         *self.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), result));
     }
 
+    /// The body kept under `name`, if still fresh.
+    pub(crate) fn body(&self, name: &'static str) -> Option<(StatusCode, Bytes)> {
+        let generation = self.generation.load(Ordering::Acquire);
+        let bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = bodies.get(name)?;
+        (entry.generation == generation && entry.at.elapsed() < self.ttl).then(|| (*entry.value).clone())
+    }
+
+    /// Keeps `body` under `name` (computed at `generation`, read before computing).
+    pub(crate) fn store_body(&self, name: &'static str, generation: u64, body: (StatusCode, Bytes)) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let entry = Entry { value: Arc::new(body), at: Instant::now(), generation };
+        self.bodies.lock().unwrap_or_else(|e| e.into_inner()).insert(name, entry);
+    }
+
+    /// The current generation, to pass to [`store_body`](Self::store_body).
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// Forgets everything (after a change made through the API).
     pub(crate) fn invalidate(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.health.clear();
         self.snapshot.clear();
+        self.bodies.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 }

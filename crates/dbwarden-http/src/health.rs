@@ -6,6 +6,7 @@
 //! is the monitor's verdict in the IETF health-check shape.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -154,15 +155,26 @@ fn wants_details(state: &AppState, headers: &HeaderMap) -> bool {
 
 /// `GET /health`: 200 for pass and warn, 503 for fail.
 pub(crate) async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let report = state.inner.cache.health(&state.inner.monitor);
-    let probe = probe(&state).await;
-    if let Some(Err(reason)) = &probe {
-        tracing::warn!(target: "dbwarden::http", reason = %reason, "health: the database does not answer");
-    }
     let details = wants_details(&state, &headers);
-    let (status, doc) = health_document(&state, &report, probe.as_ref(), details);
-    let code = if status == HealthStatus::Fail { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
-    let mut response = (code, Json(doc)).into_response();
+    let name = if details { "health:details" } else { "health:status" };
+    let cache = &state.inner.cache;
+    let (code, body) = match cache.body(name) {
+        Some(kept) => kept,
+        None => {
+            let generation = cache.generation();
+            let report = cache.health(&state.inner.monitor);
+            let probe = probe(&state).await;
+            if let Some(Err(reason)) = &probe {
+                tracing::warn!(target: "dbwarden::http", reason = %reason, "health: the database does not answer");
+            }
+            let (status, doc) = health_document(&state, &report, probe.as_ref(), details);
+            let code = if status == HealthStatus::Fail { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+            let bytes = Bytes::from(serde_json::to_vec(&doc).unwrap_or_default());
+            cache.store_body(name, generation, (code, bytes.clone()));
+            (code, bytes)
+        }
+    };
+    let mut response = (code, body).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/health+json"));
     no_store(response)
 }

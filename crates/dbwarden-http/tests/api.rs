@@ -415,3 +415,21 @@ async fn nested_under_a_prefix_the_routes_and_errors_keep_working() {
     let missing = get(&app, "/admin/dbwarden/api/missing").await;
     assert_error(&missing, StatusCode::NOT_FOUND, "not_found");
 }
+
+#[tokio::test]
+async fn reports_are_reused_until_the_next_tick_or_change() {
+    let (monitor, _) = manual_monitor();
+    let (_, app) = app_with(&monitor, |a| a.report_cache = Duration::from_secs(3600));
+    let total = |body: Value| body["query_metrics"]["total"].as_u64().unwrap();
+    assert_eq!(total(get(&app, "/api/status").await.json()), 0);
+    monitor.record_query("SELECT 1", Duration::from_millis(1), 1, Outcome::Success);
+    assert_eq!(total(get(&app, "/api/status").await.json()), 0, "kept until the tick");
+    let before = get(&app, "/health").await.json();
+    monitor.tick();
+    assert_eq!(total(get(&app, "/api/status").await.json()), 1, "a tick renews it");
+    // A change made through the API renews it at once.
+    monitor.record_query("SELECT 2", Duration::from_millis(1), 1, Outcome::Success);
+    with_json(&app, Method::POST, "/api/reset", &json!({"scope": "errors"})).await;
+    assert_eq!(total(get(&app, "/api/status").await.json()), 2);
+    assert_eq!(get(&app, "/health").await.json()["status"], before["status"]);
+}
