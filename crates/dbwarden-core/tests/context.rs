@@ -206,3 +206,16 @@ fn resources_past_their_thresholds_alert_after_their_for_duration() {
     assert_eq!(r.disk_usage, Some(0.25));
     assert_eq!(r.memory_usage, Some(0.95));
 }
+
+#[test]
+fn a_saturated_cpu_warns_in_the_health_verdict_and_low_memory_fails_it() {
+    let (m, _) = monitor();
+    let busy = ResourceSample { cpu_usage: 1.0, memory_used: 10, memory_total: 100, ..ResourceSample::default() };
+    m.record_resources(busy);
+    let health = m.health();
+    let cpu = health.checks.iter().find(|c| c.key() == "host:cpu").unwrap();
+    assert_eq!(cpu.status, dbwarden_core::HealthStatus::Warn);
+    assert_eq!(health.status, dbwarden_core::HealthStatus::Warn);
+    m.record_resources(ResourceSample { memory_used: 95, ..busy });
+    assert_eq!(m.health().status, dbwarden_core::HealthStatus::Fail);
+}
