@@ -26,10 +26,11 @@ impl<T> Slot<T> {
         // Holding the lock while computing makes concurrent callers wait for
         // one computation instead of each doing their own.
         let mut slot = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(entry) = slot.as_ref() {
-            if entry.generation == generation && entry.at.elapsed() < ttl {
-                return entry.value.clone();
-            }
+        if let Some(entry) = slot.as_ref()
+            && entry.generation == generation
+            && entry.at.elapsed() < ttl
+        {
+            return entry.value.clone();
         }
         let value = Arc::new(compute());
         *slot = Some(Entry { value: value.clone(), at: Instant::now(), generation });

@@ -43,10 +43,10 @@ impl RateLimiter {
         if !buckets.contains_key(&client) && buckets.len() >= max_clients {
             // Forget clients whose bucket has refilled: they lose nothing.
             buckets.retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < burst);
-            if buckets.len() >= max_clients {
-                if let Some(stalest) = buckets.iter().min_by_key(|(_, b)| b.updated).map(|(k, _)| *k) {
-                    buckets.remove(&stalest);
-                }
+            if buckets.len() >= max_clients
+                && let Some(stalest) = buckets.iter().min_by_key(|(_, b)| b.updated).map(|(k, _)| *k)
+            {
+                buckets.remove(&stalest);
             }
         }
         let bucket = buckets.entry(client).or_insert(Bucket { tokens: burst, updated: now });
