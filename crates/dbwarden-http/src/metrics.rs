@@ -26,7 +26,7 @@ use dbwarden_core::{
     AlertState, ErrorClass, HealthReport, HealthStatus, HistogramSnapshot, Monitor, QueryStat, Severity,
 };
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, MetricEncoder, NoLabelSet};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::{Registry, Unit};
 
@@ -117,13 +117,13 @@ impl Families<'_, '_> {
         encode(&mut e)
     }
 
-    fn labelled<T>(
+    fn labelled<L: EncodeLabelSet, T>(
         &mut self,
         name: &str,
         help: &str,
         unit: Option<&Unit>,
         kind: MetricType,
-        rows: impl IntoIterator<Item = (Labels, T)>,
+        rows: impl IntoIterator<Item = (L, T)>,
         mut encode: impl FnMut(&mut MetricEncoder<'_>, &T) -> fmt::Result,
     ) -> fmt::Result {
         let mut e = self.encoder.encode_descriptor(name, help, unit, kind)?;
@@ -139,10 +139,7 @@ fn query_labels(pool: &str, q: &QueryStat) -> Labels {
     let (id, operation, table, summary) = if q.other {
         ("other".to_owned(), "other".to_owned(), String::new(), "other".to_owned())
     } else {
-        let operation = serde_json::to_value(q.kind)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_uppercase))
-            .unwrap_or_else(|| "OTHER".into());
+        let operation = q.kind.as_str().to_uppercase();
         let table = q.table.clone().unwrap_or_default();
         let summary = if table.is_empty() { operation.clone() } else { format!("{operation} {table}") };
         (q.fingerprint.to_string(), operation, table, summary)
@@ -265,12 +262,14 @@ impl Collector for MonitorCollector {
         // ---- operations (db.client.operation.duration) by fingerprint -------------
         let mut queries = m.query_histograms();
         queries.sort_by(|a, b| a.0.other.cmp(&b.0.other).then(a.0.fingerprint.cmp(&b.0.fingerprint)));
+        let labelled: Vec<(Labels, &QueryStat, &HistogramSnapshot)> =
+            queries.iter().map(|(q, h)| (query_labels(&pool, q), q, h)).collect();
         f.labelled(
             "db_client_operation_duration",
             "Statement execution time, by normalized fingerprint (top-K plus other)",
             Some(&secs),
             Histogram,
-            queries.iter().map(|(q, h)| (query_labels(&pool, q), h)),
+            labelled.iter().map(|(l, _, h)| (l.as_slice(), *h)),
             |e, h| histogram(e, h),
         )?;
         f.labelled(
@@ -278,7 +277,7 @@ impl Collector for MonitorCollector {
             "Failed statements, by normalized fingerprint (top-K plus other)",
             None,
             Counter,
-            queries.iter().map(|(q, _)| (query_labels(&pool, q), q.errors)),
+            labelled.iter().map(|(l, q, _)| (l.as_slice(), q.errors)),
             |e, v| counter(e, *v),
         )?;
         f.labelled(
@@ -286,7 +285,7 @@ impl Collector for MonitorCollector {
             "Rows returned or affected, by normalized fingerprint (top-K plus other)",
             None,
             Counter,
-            queries.iter().map(|(q, _)| (query_labels(&pool, q), q.rows)),
+            labelled.iter().map(|(l, q, _)| (l.as_slice(), q.rows)),
             |e, v| counter(e, *v),
         )?;
         f.labelled(
