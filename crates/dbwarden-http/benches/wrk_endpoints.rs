@@ -1,8 +1,11 @@
 //! `/health` and `/api/status` throughput against a minimal axum handler
 //! served by the same process on the same listener, measured with wrk in one
-//! run, interleaved (three rounds; the median counts). Run: `cargo bench -p dbwarden-http --bench wrk_endpoints`
-//! (needs `wrk`: `apt-get install -y wrk`). Loopback only; each wrk run is
-//! `wrk -t1 -c16 -d10s` (set `DBWARDEN_WRK_SECONDS` to change the duration).
+//! run, interleaved: ten rounds of one 3 s wrk run per endpoint; within a
+//! round every endpoint is measured back to back, and the median round's
+//! ratio counts. Run: `cargo bench -p dbwarden-http --bench wrk_endpoints`
+//! (needs `wrk`: `apt-get install -y wrk`). Loopback only; each run is
+//! `wrk -t1 -c16 -d3s --latency` (`DBWARDEN_WRK_SECONDS` and
+//! `DBWARDEN_WRK_ROUNDS` change the duration and the number of rounds).
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -55,7 +58,8 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
-    let seconds: u64 = std::env::var("DBWARDEN_WRK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
+    let seconds: u64 = std::env::var("DBWARDEN_WRK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3);
+    let rounds: usize = std::env::var("DBWARDEN_WRK_ROUNDS").ok().and_then(|s| s.parse().ok()).unwrap_or(10);
     // One server thread; wrk takes the other core.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let addr: SocketAddr = runtime.block_on(async {
@@ -98,7 +102,7 @@ fn main() {
     let base = format!("http://{addr}");
     let mut results: Vec<(&str, Vec<f64>)> =
         vec![("/baseline", vec![]), ("/health", vec![]), ("/api/status", vec![]), ("/baseline/status-sized", vec![])];
-    for round in 0..3 {
+    for round in 0..rounds {
         for (path, rps) in results.iter_mut() {
             let (r, text) = wrk(&format!("{base}{path}"), seconds, *path == "/api/status");
             if round == 0 {
@@ -107,18 +111,19 @@ fn main() {
             rps.push(r);
         }
     }
-    // The median of the interleaved runs: other work on the machine hits
-    // single runs, rarely the middle one.
+    // Other work on a shared machine hits single runs; each round runs
+    // every endpoint back to back, so the ratio within a round compares
+    // like with like, and the median round counts.
     let median = |v: &[f64]| {
         let mut v = v.to_vec();
         v.sort_by(f64::total_cmp);
         v[v.len() / 2]
     };
-    let baseline = median(&results[0].1);
-    println!("| endpoint | requests/s (runs) | median | vs baseline |");
-    println!("|---|---|---|---|");
+    let baseline = results[0].1.clone();
+    println!("| endpoint | requests/s, median of {rounds} runs | median ratio to `/baseline` in the same round |");
+    println!("|---|---|---|");
     for (path, rps) in &results {
-        let runs: Vec<String> = rps.iter().map(|r| format!("{r:.0}")).collect();
-        println!("| `{path}` | {} | {:.0} | {:.2}x |", runs.join(", "), median(rps), median(rps) / baseline);
+        let ratios: Vec<f64> = rps.iter().zip(&baseline).map(|(r, b)| r / b).collect();
+        println!("| `{path}` | {:.0} | {:.2}x |", median(rps), median(&ratios));
     }
 }
