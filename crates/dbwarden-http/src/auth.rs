@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Form, FromRequest, OriginalUri, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
@@ -108,9 +108,40 @@ pub(crate) fn is_authorized(state: &AppState, headers: &HeaderMap) -> bool {
     session_cookie(headers).is_some_and(|id| state.inner.sessions.is_valid(id))
 }
 
-/// Middleware: refuses requests without valid credentials with 401.
+/// Whether a request that changes something comes from another site: its
+/// `Origin` names a host other than the one it was sent to. Browsers send
+/// `Origin` on cross-site (and on same-site) POST, PUT and DELETE.
+fn cross_site(request: &Request) -> bool {
+    if matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return false;
+    }
+    let headers = request.headers();
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let origin_host = origin.split_once("://").map(|(_, rest)| rest.trim_end_matches('/'));
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()));
+    match (origin_host, host) {
+        (Some(o), Some(h)) => !o.eq_ignore_ascii_case(h),
+        _ => true,
+    }
+}
+
+/// Middleware: refuses requests without valid credentials with 401, and
+/// cookie-authenticated changes from another site with 403 (SameSite=Strict
+/// already keeps the cookie off those; this is the second lock).
 pub(crate) async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if is_authorized(&state, request.headers()) {
+        if bearer(request.headers()).is_none() && cross_site(&request) {
+            tracing::warn!(target: "dbwarden::http", path = %request.uri().path(), "cross-site request with the dashboard cookie refused");
+            return ApiError::Forbidden(
+                "a change made with the dashboard cookie must come from the dashboard's own origin".into(),
+            )
+            .into_response();
+        }
         next.run(request).await
     } else {
         let detail = if bearer(request.headers()).is_some() {

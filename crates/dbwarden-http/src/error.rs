@@ -17,6 +17,10 @@ pub enum ApiError {
     /// No credentials, or wrong ones (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// Authenticated, but the request is refused: a cross-site request
+    /// carrying the dashboard cookie (403).
+    #[error("{0}")]
+    Forbidden(String),
     /// Nothing at this path, or no such alert or silence (404).
     #[error("{0}")]
     NotFound(String),
@@ -60,6 +64,7 @@ impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -76,6 +81,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::Conflict(_) => "conflict",

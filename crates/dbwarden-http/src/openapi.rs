@@ -11,6 +11,7 @@ fn reason(status: u16) -> &'static str {
         201 => "Created",
         303 => "See Other (form sign-in)",
         401 => "No valid admin token or dashboard session",
+        403 => "A change with the dashboard cookie from another origin",
         404 => "No such alert or silence",
         409 => "The alert or silence is no longer in a state that allows this",
         413 => "The body is too large",
@@ -76,6 +77,9 @@ fn operation(r: &RouteInfo) -> Value {
     let mut errors: Vec<u16> = r.errors.to_vec();
     if matches!(r.access, Access::Admin) {
         errors.extend([401, 429]);
+        if r.method != "GET" {
+            errors.push(403);
+        }
     }
     if matches!(r.access, Access::OpenLimited) {
         errors.push(429);

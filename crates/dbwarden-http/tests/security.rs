@@ -178,6 +178,25 @@ async fn dashboard_sign_in_sets_a_strict_http_only_cookie_that_logout_ends() {
         "unauthorized",
     );
 
+    // A new session; a change sent with it from another origin is refused,
+    // from the dashboard's own origin it goes through.
+    let again = send(
+        &app,
+        login_request("/admin/dbwarden/login", Body::from(json!({"token": TOKEN}).to_string()), "application/json"),
+    )
+    .await;
+    let pair = again.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    let change = |origin: &str| {
+        let mut r = request(Method::POST, "/admin/dbwarden/api/reset", None, Some(&json!({"scope": "errors"})));
+        r.headers_mut().insert(header::COOKIE, pair.parse().unwrap());
+        r.headers_mut().insert(header::HOST, "127.0.0.1:9750".parse().unwrap());
+        r.headers_mut().insert(header::ORIGIN, origin.parse().unwrap());
+        r
+    };
+    assert_error(&send(&app, change("https://evil.example")).await, StatusCode::FORBIDDEN, "forbidden");
+    assert_error(&send(&app, change("null")).await, StatusCode::FORBIDDEN, "forbidden");
+    assert_eq!(send(&app, change("http://127.0.0.1:9750")).await.status, StatusCode::OK);
+
     // A form sign-in (the dashboard's page) is redirected to the dashboard.
     let form = send(
         &app,
