@@ -6,10 +6,15 @@
 //! point query on SQLite through a `MonitoredPool` (a small real handler).
 //!
 //! Run: `cargo bench -p dbwarden-http --bench tracking_wrk` (needs `wrk`:
-//! `apt-get install -y wrk`). Each wrk run is `wrk -t1 -c16 -d10s`
-//! (`DBWARDEN_WRK_SECONDS` changes the duration, `DBWARDEN_WRK_ROUNDS` the
-//! number of interleaved rounds, 3 by default). The server gets one runtime
-//! thread, wrk the other core.
+//! `apt-get install -y wrk`). Each wrk run is `wrk -t1 -c16 -d5s`
+//! (`DBWARDEN_WRK_SECONDS` changes the duration, 5 s by default,
+//! `DBWARDEN_WRK_ROUNDS` the number of interleaved rounds, 6 by default). The
+//! server gets one runtime thread, wrk the other core.
+//!
+//! Besides throughput it reports the server's CPU time per request (from
+//! `/proc/self/task/*/schedstat`), which a busy machine disturbs far less:
+//! with one server thread saturated, the throughput ratio is the inverse of
+//! the CPU ratio.
 
 #![allow(missing_docs, clippy::unwrap_used)]
 
@@ -29,11 +34,33 @@ fn requests_per_second(wrk_output: &str) -> Option<f64> {
     wrk_output.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok())
 }
 
-fn wrk(url: &str, seconds: u64) -> f64 {
+/// `N requests in …`.
+fn requests(wrk_output: &str) -> Option<f64> {
+    wrk_output.lines().find(|l| l.contains(" requests in "))?.split_whitespace().next()?.parse().ok()
+}
+
+/// Nanoseconds this process's threads have spent on a CPU
+/// (`/proc/self/task/*/schedstat`): the server's cost, whatever else the
+/// machine is doing.
+fn cpu_ns() -> u64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
+    tasks
+        .filter_map(Result::ok)
+        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// One wrk run: requests per second, and server CPU microseconds per request.
+fn wrk(url: &str, seconds: u64) -> (f64, f64) {
+    let cpu_before = cpu_ns();
     let out = Command::new("wrk").args(["-t1", "-c16", &format!("-d{seconds}s")]).arg(url).output().expect("run wrk");
+    let cpu = cpu_ns().saturating_sub(cpu_before) as f64;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(!text.contains("Non-2xx") && !text.contains("Socket errors"), "wrk saw errors on {url}:\n{text}");
-    requests_per_second(&text).unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"))
+    let rps = requests_per_second(&text).unwrap_or_else(|| panic!("no Requests/sec in wrk's output:\n{text}"));
+    let n = requests(&text).unwrap_or(1.0).max(1.0);
+    (rps, cpu / n / 1000.0)
 }
 
 async fn hello(Path(id): Path<u32>) -> String {
@@ -70,8 +97,8 @@ fn main() {
         std::process::exit(1);
     }
     let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
-    let seconds = env("DBWARDEN_WRK_SECONDS", 10);
-    let rounds = env("DBWARDEN_WRK_ROUNDS", 3);
+    let seconds = env("DBWARDEN_WRK_SECONDS", 5);
+    let rounds = env("DBWARDEN_WRK_ROUNDS", 6);
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -108,22 +135,41 @@ fn main() {
 
     println!("wrk -t1 -c16 -d{seconds}s, {rounds} interleaved rounds per side; server on one runtime thread");
     for (name, path) in [("tiny handler", "/hello/42"), ("one SQLite query", "/authors/42")] {
-        let (mut without, mut with) = (Vec::new(), Vec::new());
+        let (mut ratios, mut cpu_ratios) = (Vec::new(), Vec::new());
+        let (mut bare_rps, mut tracked_rps, mut bare_cpu, mut tracked_cpu) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
-            // Alternate which side goes first, so drift favours neither.
+            // Alternate which side goes first, so drift favours neither; a
+            // round's ratio compares two runs made seconds apart.
             let order = if round.is_multiple_of(2) { [false, true] } else { [true, false] };
+            let mut pair = [(0.0, 0.0); 2];
             for tracked_side in order {
                 let addr = if tracked_side { tracked } else { bare };
-                let rps = wrk(&format!("http://{addr}{path}"), seconds);
+                let (rps, cpu_us) = wrk(&format!("http://{addr}{path}"), seconds);
                 println!(
-                    "  {name:<17} {:<8} round {round}: {rps:>10.0} req/s",
+                    "  {name:<17} {:<8} round {round}: {rps:>9.0} req/s, {cpu_us:>6.2} µs server CPU/request",
                     if tracked_side { "tracked" } else { "bare" }
                 );
-                if tracked_side { with.push(rps) } else { without.push(rps) }
+                pair[usize::from(tracked_side)] = (rps, cpu_us);
             }
+            let ([b, t], [bc, tc]) = ([pair[0].0, pair[1].0], [pair[0].1, pair[1].1]);
+            ratios.push(t / b);
+            cpu_ratios.push(bc / tc);
+            bare_rps.push(b);
+            tracked_rps.push(t);
+            bare_cpu.push(bc);
+            tracked_cpu.push(tc);
         }
-        let (b, t) = (median(without), median(with));
-        println!("{name}: bare {b:.0} req/s, tracked {t:.0} req/s (medians): {:.3}x", t / b);
+        println!(
+            "{name}: throughput bare {:.0} / tracked {:.0} req/s (medians), median per-round ratio {:.3}x; \
+             server CPU bare {:.2} / tracked {:.2} µs per request, median per-round ratio {:.3}x",
+            median(bare_rps),
+            median(tracked_rps),
+            median(ratios),
+            median(bare_cpu),
+            median(tracked_cpu),
+            median(cpu_ratios),
+        );
     }
     let routes = monitor.routes();
     let recorded: u64 = routes.iter().map(|r| r.requests).sum();

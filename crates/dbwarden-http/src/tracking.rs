@@ -65,22 +65,44 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
 /// A request's id, inserted into the request's extensions by the layer so a
-/// handler can log it or pass it on (`Extension<RequestId>`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RequestId(Arc<str>);
+/// handler can log it or pass it on (`Extension<RequestId>`). It also gives
+/// the request's [`RequestContext`]: the database time and statement count
+/// so far.
+#[derive(Clone)]
+pub struct RequestId(Arc<RequestContext>);
 
 impl RequestId {
     /// The id as text.
     pub fn as_str(&self) -> &str {
+        self.0.request_id()
+    }
+
+    /// The request's context: route, method, database time and statements
+    /// so far.
+    pub fn context(&self) -> &Arc<RequestContext> {
         &self.0
+    }
+}
+
+impl fmt::Debug for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("RequestId").field(&self.as_str()).finish()
     }
 }
 
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
+
+impl PartialEq for RequestId {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for RequestId {}
 
 /// Whether `id` is acceptable as a request id: 1 to [`MAX_REQUEST_ID_LEN`]
 /// characters, each an ASCII letter, digit or one of `- _ . : / + = @`.
@@ -97,31 +119,43 @@ pub fn is_valid_request_id(id: &str) -> bool {
 /// A fresh request id shaped like a version-4 UUID
 /// (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`).
 ///
-/// Unique within the process (a counter goes into it) and unpredictable
-/// enough to tell processes apart (the hasher is keyed randomly per
-/// process); not meant as a secret.
+/// Unique within the process (a counter goes into it, through a bijective
+/// mix) and different from one process to the next (the mix is keyed with
+/// random seeds); not meant as a secret. Cheap: no hashing of strings, no
+/// formatting machinery, one allocation.
 pub fn generate_request_id() -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    static KEYS: std::sync::OnceLock<RandomState> = std::sync::OnceLock::new();
-    let keys = KEYS.get_or_init(RandomState::new);
+    static SEEDS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    let (a, b) = *SEEDS.get_or_init(|| {
+        let keys = RandomState::new();
+        let mut h = keys.build_hasher();
+        h.write_u64(std::process::id().into());
+        let first = h.finish();
+        h.write_u64(first);
+        (first, h.finish())
+    });
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let mut first = keys.build_hasher();
-    first.write_u64(n);
-    let hi = first.finish();
-    let mut second = keys.build_hasher();
-    second.write_u64(hi);
-    second.write_u64(n);
-    let lo = second.finish();
-    let hi = (hi & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
-    let lo = (lo & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    format!(
-        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
-        hi >> 32,
-        (hi >> 16) & 0xffff,
-        hi & 0xffff,
-        lo >> 48,
-        lo & 0xffff_ffff_ffff
-    )
+    let hi = (splitmix64(a.wrapping_add(n)) & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+    let lo = (splitmix64(b ^ n.rotate_left(29)) & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(36);
+    for (i, nibble) in
+        (0..32).map(|i| if i < 16 { (hi >> (60 - 4 * i)) & 0xf } else { (lo >> (60 - 4 * (i - 16))) & 0xf }).enumerate()
+    {
+        if matches!(i, 8 | 12 | 16 | 20) {
+            out.push('-');
+        }
+        out.push(char::from(HEX[nibble as usize]));
+    }
+    out
+}
+
+/// The splitmix64 finalizer: a bijection on `u64` that scatters bits.
+fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Tracks the requests of the services it wraps; see the [module
@@ -188,7 +222,7 @@ impl<S> fmt::Debug for RequestTracking<S> {
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for RequestTracking<S>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
 {
     type Response = Response<ResBody>;
     type Error = S::Error;
@@ -201,25 +235,26 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let started = Instant::now();
         let incoming =
-            request.headers().get(&self.header).and_then(|v| v.to_str().ok()).filter(|id| is_valid_request_id(id));
+            request.headers().get(&self.header).filter(|v| v.to_str().is_ok_and(is_valid_request_id)).cloned();
         let (id, header_value) = match incoming {
-            Some(id) => (id.to_owned(), request.headers().get(&self.header).cloned()),
-            None => (generate_request_id(), None),
+            // Echo the very header value (a cheap clone of shared bytes).
+            Some(value) => (value.to_str().map(str::to_owned).unwrap_or_default(), Some(value)),
+            None => {
+                let id = generate_request_id();
+                // Hex digits and dashes: always a valid header value.
+                let value = HeaderValue::from_str(&id).ok();
+                (id, value)
+            }
         };
-        // A generated id is hex and dashes, always a valid header value; an
-        // incoming one was accepted only from a valid header value.
-        let header_value = header_value.or_else(|| HeaderValue::from_str(&id).ok());
         let route = request.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
         let context = RequestContext::new(id, request.method().as_str(), route);
-        request.extensions_mut().insert(RequestId(Arc::from(context.request_id())));
+        request.extensions_mut().insert(RequestId(context.clone()));
 
         self.monitor.request_started();
         let guard = InFlight { monitor: self.monitor.clone(), context: context.clone(), started, finished: false };
-        // The standard tower dance: the clone that was driven to readiness
-        // serves this request; a fresh clone waits for the next one.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        let future = with_request(context, inner.call(request));
+        // `poll_ready` readied this very `inner`, and the returned future
+        // does not borrow it, so no clone of the service is needed.
+        let future = with_request(context, self.inner.call(request));
         ResponseFuture { future, guard, header: self.header.clone(), header_value }
     }
 }
