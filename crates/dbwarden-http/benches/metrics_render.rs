@@ -1,11 +1,16 @@
 //! Criterion benchmark of `/metrics` rendering with 1000 fingerprints
 //! recorded. Run: `cargo bench -p dbwarden-http --bench metrics_render`.
+//!
+//! With `DBWARDEN_RENDER_ITERATIONS=N` set it only renders N times and
+//! exits, for counting instructions under `valgrind --tool=callgrind`
+//! (repeatable whatever else the machine is doing): the difference between
+//! two counts divided by the difference in N is the cost of one render.
 
 #![allow(missing_docs)]
 
 use std::time::Duration;
 
-use criterion::{Criterion, criterion_group, criterion_main};
+use criterion::{Criterion, criterion_group};
 use dbwarden_core::{Monitor, MonitorConfig, Outcome, PoolSample};
 use dbwarden_http::{MetricsFormat, render_metrics};
 
@@ -53,4 +58,18 @@ criterion_group! {
     config = Criterion::default().sample_size(30).measurement_time(Duration::from_secs(10));
     targets = bench
 }
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("DBWARDEN_RENDER_ITERATIONS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        let monitor = monitor_with_1000_fingerprints();
+        let health = std::sync::Arc::new(monitor.health());
+        let mut bytes = 0;
+        for _ in 0..n {
+            bytes += render_metrics(&monitor, Some(health.clone()), MetricsFormat::Prometheus).len();
+        }
+        println!("rendered {n} times, {} bytes each", bytes / n.max(1));
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
