@@ -166,6 +166,7 @@
     live: 'off',
     retryAt: 0,
     silenceTarget: null,
+    routeCounts: null,
   };
   const MIN_INTERVAL_MS = 2500;
   /** Values seen since the page opened, per chart, for the live part of the trends. */
@@ -731,8 +732,20 @@
       inline('Timed out', fmt.count(totals.timed_out), totals.timed_out ? 'bad' : null),
     );
     const routes = (req.routes || []).slice().sort((a, b) => b.requests - a.requests);
+    // Per-route throughput: the change in each route's count since the
+    // previous update (the API keeps totals per route, rates only overall).
+    const now = Date.now();
+    const prev = state.routeCounts;
+    const routeRates = new Map();
+    for (const r of routes) {
+      const key = (r.method || '*') + ' ' + (r.route || '');
+      const before = prev && prev.counts.get(key);
+      const dt = prev ? (now - prev.at) / 1000 : 0;
+      if (before !== undefined && dt > 0.5 && r.requests >= before) routeRates.set(key, (r.requests - before) / dt);
+    }
+    if (!prev || now - prev.at > 0.5 * 1000) state.routeCounts = { at: now, counts: new Map(routes.map((r) => [(r.method || '*') + ' ' + (r.route || ''), r.requests])) };
     if (!routes.length) {
-      emptyRow($('routes'), 8, 'No requests recorded yet. Add RequestTrackingLayer to your axum router to see per-route latency, errors and database work here.');
+      emptyRow($('routes'), 9, 'No requests recorded yet. Add RequestTrackingLayer to your axum router to see per-route latency, errors and database work here.');
     } else {
       const slowMs = t.slow_request * 1000;
       replace(
@@ -743,6 +756,7 @@
             { 'data-route': r.route || '' },
             h('td', { class: 'route' }, h('span', { class: 'method', text: r.method || '*' }), r.route || '(other routes)'),
             h('td', { class: 'num', text: fmt.count(r.requests) }),
+            h('td', { class: 'num', text: routeRates.has((r.method || '*') + ' ' + (r.route || '')) ? fmt.rate(routeRates.get((r.method || '*') + ' ' + (r.route || ''))) : '…' }),
             h('td', { class: 'num hide-narrow', text: fmt.ms(r.latency.p50_ms) }),
             h('td', { class: 'num' + (r.latency.p95_ms >= slowMs ? ' warnish' : ''), text: fmt.ms(r.latency.p95_ms) }),
             h('td', { class: 'num' + (r.latency.p99_ms >= slowMs ? ' warnish' : ''), text: fmt.ms(r.latency.p99_ms) }),

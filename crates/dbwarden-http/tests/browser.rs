@@ -108,7 +108,7 @@ async fn traffic(base: String) {
             paths.push("/fail".to_owned());
         }
         if round.is_multiple_of(10) {
-            paths.push(format!("/reports/{id}?ms=3000"));
+            paths.push(format!("/reports/{id}?ms=4000"));
         }
         if round.is_multiple_of(7) {
             paths.push(format!("/wp-admin/{round}"));
