@@ -108,7 +108,8 @@ async fn traffic(base: String) {
             paths.push("/fail".to_owned());
         }
         if round.is_multiple_of(10) {
-            paths.push(format!("/reports/{id}?ms=4000"));
+            // Holds a connection for a while; the rest of the traffic goes on.
+            tokio::spawn(client.get(format!("{base}/reports/{id}?ms=4000")).send());
         }
         if round.is_multiple_of(7) {
             paths.push(format!("/wp-admin/{round}"));
