@@ -130,10 +130,14 @@ fn cross_site(request: &Request) -> bool {
     }
 }
 
-/// Middleware: refuses requests without valid credentials with 401, and
-/// cookie-authenticated changes from another site with 403 (SameSite=Strict
-/// already keeps the cookie off those; this is the second lock).
+/// Middleware of admin routes, in one layer: the rate limit (429), then the
+/// credentials (401), then cookie-authenticated changes from another site
+/// (403; SameSite=Strict already keeps the cookie off those, this is the
+/// second lock).
 pub(crate) async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if let Err(refused) = crate::ratelimit::check(&state, &request) {
+        return refused;
+    }
     if is_authorized(&state, request.headers()) {
         if bearer(request.headers()).is_none() && cross_site(&request) {
             tracing::warn!(target: "dbwarden::http", path = %request.uri().path(), "cross-site request with the dashboard cookie refused");

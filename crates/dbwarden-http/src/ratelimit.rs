@@ -70,13 +70,21 @@ impl RateLimiter {
 
 /// Middleware: 429 with `Retry-After` when the client's bucket is empty.
 pub(crate) async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match check(&state, &request) {
+        Ok(()) => next.run(request).await,
+        Err(refused) => refused,
+    }
+}
+
+/// The rate limit's verdict on `request`: the 429 response when refused.
+pub(crate) fn check(state: &AppState, request: &Request) -> Result<(), Response> {
     if let Some(limiter) = &state.inner.limiter {
         let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         if let Err(retry_after) = limiter.acquire(client, Instant::now()) {
-            return ApiError::RateLimited { retry_after }.into_response();
+            return Err(ApiError::RateLimited { retry_after }.into_response());
         }
     }
-    next.run(request).await
+    Ok(())
 }
 
 #[cfg(test)]

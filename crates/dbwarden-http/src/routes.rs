@@ -307,9 +307,7 @@ pub fn router(state: AppState) -> Router {
             Access::Admin => admin = admin.route(info.path, h),
         }
     }
-    let admin = admin
-        .route_layer(from_fn_with_state(state.clone(), auth::require_admin))
-        .route_layer(from_fn_with_state(state.clone(), ratelimit::limit));
+    let admin = admin.route_layer(from_fn_with_state(state.clone(), auth::require_admin));
     let limited = limited.route_layer(from_fn_with_state(state.clone(), ratelimit::limit));
     Router::new()
         .merge(open)
