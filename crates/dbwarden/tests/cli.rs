@@ -1,5 +1,6 @@
 //! The `dbwarden` binary, run as an operator would: `serve` on the embedded
-//! SQLite default, its shutdown on SIGTERM, its refusals, and `fingerprint`.
+//! SQLite default, its HTTP endpoints and admin token, its shutdown on
+//! SIGTERM, its refusals, and `fingerprint`.
 
 use std::io::Read;
 use std::process::{Command, Output, Stdio};
@@ -7,7 +8,11 @@ use std::time::{Duration, Instant};
 
 fn dbwarden() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbwarden"));
-    cmd.env_remove("DBWARDEN_DATABASE_URL").env("RUST_LOG", "info").env("NO_COLOR", "1");
+    cmd.env_remove("DBWARDEN_DATABASE_URL")
+        .env_remove("DBWARDEN_ADMIN_TOKEN")
+        .env("DBWARDEN_BIND", "127.0.0.1:0")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1");
     cmd
 }
 
@@ -125,4 +130,78 @@ fn fingerprint_prints_the_normalized_statement_only() {
     assert_eq!(json["text"], "DELETE FROM sessions WHERE expires_at < ?");
     assert_eq!(json["kind"], "delete");
     assert_eq!(json["table"], "sessions");
+}
+
+/// One HTTP/1.1 GET on `addr`; returns the status code and the body.
+fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to dbwarden serve");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_answers_health_and_guards_the_api_with_a_token_printed_once() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut child = dbwarden()
+        .current_dir(dir.path())
+        .args(["serve", "--probe-interval", "0.1", "--tick-interval", "0.2", "--summary-interval", "3600"])
+        .args(["--run-for", "60"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dbwarden serve");
+    let mut lines = std::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let (mut token, mut addr) = (None, None);
+    let mut seen = Vec::new();
+    while token.is_none() || addr.is_none() {
+        let line = lines.next().expect("serve printed its token and address before exiting").expect("read line");
+        if let Some(rest) = line.split("the admin token for this run is ").nth(1) {
+            token = Some(rest.trim().to_owned());
+        }
+        if let Some(rest) = line.split("dashboard and API on http://").nth(1) {
+            addr = Some(rest.trim_end_matches('/').to_owned());
+        }
+        seen.push(line);
+    }
+    let (token, addr) = (token.expect("token"), addr.expect("address"));
+    assert!(token.len() >= 32, "a strong generated token: {token}");
+    assert!(addr.starts_with("127.0.0.1:"), "loopback by default: {addr}");
+
+    let (status, body) = http_get(&addr, "/livez", None);
+    assert_eq!(status, 200, "{body}");
+    // Readiness follows the first probes.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = http_get(&addr, "/readyz", None);
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never ready: {status} {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = http_get(&addr, "/api/status", None);
+    assert_eq!(status, 401, "admin endpoints need the token: {body}");
+    let (status, body) = http_get(&addr, "/api/status", Some(&token));
+    assert_eq!(status, 200, "{body}");
+    let status_json: serde_json::Value = serde_json::from_str(&body).expect("JSON status");
+    assert!(status_json.to_string().contains("pool_metrics"), "{body}");
+    let (status, body) = http_get(&addr, "/health", Some(&token));
+    assert!(status == 200 || status == 503, "{status} {body}");
+    assert!(body.contains("\"checks\""), "details for the authorized caller: {body}");
+
+    let kill = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
+    assert!(kill.success());
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "exit {status:?}: {rest:?}");
+    let all = seen.iter().chain(rest.iter()).filter(|l| l.contains(&token)).count();
+    assert_eq!(all, 1, "the token is printed exactly once and never logged");
 }

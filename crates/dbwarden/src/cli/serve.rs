@@ -2,8 +2,11 @@
 //! of its own, probes the database on an interval (a statement through the
 //! pool, recorded exactly as an application's would be: checkout, session,
 //! query, errors), samples the pool, runs the monitor's ticks (rates, leak
-//! scan, alerts) and logs the periodic summary, until SIGTERM or Ctrl-C.
+//! scan, alerts) and logs the periodic summary, and serves the dashboard,
+//! JSON API, health endpoints and `/metrics` (on 127.0.0.1:9750 by default,
+//! admin endpoints behind a token), until SIGTERM or Ctrl-C.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::str::FromStr;
 use std::time::Duration;
@@ -11,6 +14,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use dbwarden::{Driver, DriverConfig, Monitor, MonitorConfig};
+use dbwarden_http::{AdminConfig, AdminToken, AppState, ProbeError, ReadinessProbe};
 use dbwarden_sqlx::{MonitoredPool, classify};
 use sqlx::Sqlite;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
@@ -40,6 +44,36 @@ pub(crate) struct ServeArgs {
     /// Stop after this many seconds (for scripted runs); runs until signalled otherwise.
     #[arg(long, value_parser = positive_seconds)]
     run_for: Option<f64>,
+    /// Where the dashboard, API and health endpoints listen. Loopback by
+    /// default: bind a public address only behind TLS and a firewall.
+    #[arg(long, env = "DBWARDEN_BIND", default_value = "127.0.0.1:9750")]
+    bind: SocketAddr,
+    /// The admin token (at least 16 visible characters), from the
+    /// environment only so it never shows in a process list. When unset, a
+    /// fresh one is generated and printed once on stderr.
+    #[arg(skip)]
+    admin_token: Option<String>,
+    /// Serve `/metrics` without the admin token (for a Prometheus scraper).
+    #[arg(long, env = "DBWARDEN_METRICS_PUBLIC")]
+    metrics_public: bool,
+}
+
+/// The environment variable holding the admin token.
+const ADMIN_TOKEN_ENV: &str = "DBWARDEN_ADMIN_TOKEN";
+
+/// `/readyz`: the watched database answers a statement through the pool.
+#[derive(Debug)]
+struct PoolProbe(MonitoredPool<Sqlite>);
+
+#[async_trait::async_trait]
+impl ReadinessProbe for PoolProbe {
+    async fn check(&self) -> Result<(), ProbeError> {
+        sqlx::query("SELECT 1")
+            .fetch_one(self.0.inner())
+            .await
+            .map(drop)
+            .map_err(|e| ProbeError(format!("{}: {}", classify(&e), dbwarden::redact::redact_message(&e.to_string()))))
+    }
 }
 
 fn non_negative_seconds(s: &str) -> Result<f64, String> {
@@ -56,8 +90,9 @@ fn positive_seconds(s: &str) -> Result<f64, String> {
     if v >= 0.05 { Ok(v) } else { Err(format!("`{s}` must be at least 0.05 seconds")) }
 }
 
-pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(mut args: ServeArgs) -> anyhow::Result<ExitCode> {
     super::init_logging();
+    args.admin_token = std::env::var(ADMIN_TOKEN_ENV).ok().filter(|t| !t.is_empty());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -87,6 +122,35 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
             summary_interval: (args.summary_interval > 0.0).then(|| Duration::from_secs_f64(args.summary_interval)),
         },
     );
+    let token = match &args.admin_token {
+        Some(text) => AdminToken::new(text).with_context(|| format!("{ADMIN_TOKEN_ENV} is not usable"))?,
+        None => {
+            let (text, token) = AdminToken::generate();
+            // Printed, never logged: logs are kept and shipped, stderr at start is seen once.
+            eprintln!("dbwarden: no {ADMIN_TOKEN_ENV} set; the admin token for this run is {text}");
+            token
+        }
+    };
+    let mut admin = AdminConfig::new(token);
+    admin.metrics_public = args.metrics_public;
+    let state = AppState::builder(monitor.clone(), admin)
+        .readiness_probe(PoolProbe(pool.clone()))
+        .build()
+        .context("invalid server settings")?;
+    let listener =
+        tokio::net::TcpListener::bind(args.bind).await.with_context(|| format!("could not listen on {}", args.bind))?;
+    let bound = listener.local_addr().context("could not read the listening address")?;
+    eprintln!("dbwarden: dashboard and API on http://{bound}/");
+    let (stop_server, server_stopped) = tokio::sync::watch::channel(false);
+    let app = dbwarden_http::router(state).into_make_service_with_connect_info::<SocketAddr>();
+    let server = tokio::spawn(async move {
+        let mut stopped = server_stopped;
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
     let mut probes = tokio::time::interval(probe_interval);
     probes.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let deadline = args.run_for.map(|s| tokio::time::Instant::now() + Duration::from_secs_f64(s));
@@ -100,6 +164,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 break;
             }
         }
+    }
+    let _ = stop_server.send(true);
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(target: "dbwarden", error = %e, "the HTTP server stopped with an error"),
+        Ok(Err(e)) => tracing::warn!(target: "dbwarden", error = %e, "the HTTP server task failed"),
+        Err(_) => tracing::warn!(target: "dbwarden", "open connections did not finish within 10 s; closing"),
     }
     sampler.stop();
     driver.shutdown().await;
