@@ -136,7 +136,7 @@ fn cross_site(request: &Request) -> bool {
 /// second lock).
 pub(crate) async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if let Err(refused) = crate::ratelimit::check(&state, &request) {
-        return refused;
+        return *refused;
     }
     if is_authorized(&state, request.headers()) {
         if bearer(request.headers()).is_none() && cross_site(&request) {

@@ -72,16 +72,17 @@ impl RateLimiter {
 pub(crate) async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match check(&state, &request) {
         Ok(()) => next.run(request).await,
-        Err(refused) => refused,
+        Err(refused) => *refused,
     }
 }
 
-/// The rate limit's verdict on `request`: the 429 response when refused.
-pub(crate) fn check(state: &AppState, request: &Request) -> Result<(), Response> {
+/// The rate limit's verdict on `request`: the 429 response when refused
+/// (boxed: the refusal is the rare path, the `Ok` the common one).
+pub(crate) fn check(state: &AppState, request: &Request) -> Result<(), Box<Response>> {
     if let Some(limiter) = &state.inner.limiter {
         let client = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
         if let Err(retry_after) = limiter.acquire(client, Instant::now()) {
-            return Err(ApiError::RateLimited { retry_after }.into_response());
+            return Err(Box::new(ApiError::RateLimited { retry_after }.into_response()));
         }
     }
     Ok(())
