@@ -46,6 +46,8 @@ pub(crate) struct EventHub {
     generation: Arc<AtomicU64>,
     open_streams: Arc<AtomicUsize>,
     max_streams: usize,
+    /// Set to true to end every open stream (server shutdown).
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 impl EventHub {
@@ -55,7 +57,8 @@ impl EventHub {
         let sink: Arc<dyn EventSink> =
             Arc::new(BroadcastSink { sender: sender.clone(), generation: generation.clone() });
         monitor.subscribe(sink.clone());
-        EventHub { sink, sender, generation, open_streams: Arc::new(AtomicUsize::new(0)), max_streams }
+        let (closing, _) = tokio::sync::watch::channel(false);
+        EventHub { sink, sender, generation, open_streams: Arc::new(AtomicUsize::new(0)), max_streams, closing }
     }
 
     pub(crate) fn detach(&self, monitor: &Monitor) {
@@ -64,6 +67,11 @@ impl EventHub {
 
     pub(crate) fn generation(&self) -> Arc<AtomicU64> {
         self.generation.clone()
+    }
+
+    /// Ends every open stream and refuses new ones.
+    pub(crate) fn close(&self) {
+        self.closing.send_replace(true);
     }
 }
 
@@ -96,20 +104,31 @@ pub(crate) async fn stream(
             hub.max_streams
         )));
     }
+    let mut closing = hub.closing.subscribe();
+    if *closing.borrow_and_update() {
+        return Err(ApiError::Unavailable("the server is shutting down".into()));
+    }
     let receiver = hub.sender.subscribe();
     let hello = SseEvent::default()
         .event("ready")
         .data(serde_json::json!({ "event": "ready", "at": state.inner.monitor.now() }).to_string());
-    let events = futures_util::stream::unfold((receiver, slot), |(mut receiver, slot)| async move {
-        let item = match receiver.recv().await {
-            Ok(event) => to_sse(&event),
-            Err(broadcast::error::RecvError::Lagged(skipped)) => SseEvent::default()
-                .event("lagged")
-                .data(serde_json::json!({ "event": "lagged", "skipped": skipped }).to_string()),
-            Err(broadcast::error::RecvError::Closed) => return None,
-        };
-        Some((Ok(item), (receiver, slot)))
-    });
+    let events =
+        futures_util::stream::unfold((receiver, closing, slot), |(mut receiver, mut closing, slot)| async move {
+            let received = tokio::select! {
+                received = receiver.recv() => received,
+                // Shutdown (or the state being dropped) ends the stream, so a
+                // graceful shutdown does not wait for clients that never leave.
+                _ = closing.wait_for(|closed| *closed) => return None,
+            };
+            let item = match received {
+                Ok(event) => to_sse(&event),
+                Err(broadcast::error::RecvError::Lagged(skipped)) => SseEvent::default()
+                    .event("lagged")
+                    .data(serde_json::json!({ "event": "lagged", "skipped": skipped }).to_string()),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            };
+            Some((Ok(item), (receiver, closing, slot)))
+        });
     let stream = futures_util::StreamExt::chain(futures_util::stream::iter([Ok(hello)]), events);
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }

@@ -307,6 +307,13 @@ impl AppState {
         &self.inner.admin
     }
 
+    /// Ends every open `/api/events` stream and refuses new ones. Call it
+    /// when shutdown starts: a graceful shutdown waits for open
+    /// connections, and an event stream never ends on its own.
+    pub fn close_event_streams(&self) {
+        self.inner.events.close();
+    }
+
     /// The OpenAPI document of the router built from this state.
     pub fn openapi(&self) -> &Value {
         &self.inner.openapi

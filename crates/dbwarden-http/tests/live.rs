@@ -157,3 +157,59 @@ async fn the_router_serves_over_a_real_tcp_listener() {
     assert!(seen.starts_with("HTTP/1.1 200"), "{seen}");
     server.abort();
 }
+
+#[tokio::test]
+async fn closing_the_event_streams_lets_a_graceful_shutdown_finish() {
+    let (monitor, _) = manual_monitor();
+    let (state, _) = app(&monitor);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let closer = state.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, dbwarden_http::router(state).into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+                closer.close_event_streams();
+            })
+            .await
+            .unwrap();
+    });
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    client
+        .write_all(format!("GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("event: ready") {
+        let n = tokio::time::timeout(PATIENCE, client.read(&mut buf)).await.expect("ready").unwrap();
+        assert!(n > 0, "{seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(PATIENCE, server).await.expect("the server stops while a client is still connected").unwrap();
+    // The client sees the end of its stream.
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, client.read_to_end(&mut rest)).await.expect("stream ends").unwrap();
+}
+
+#[tokio::test]
+async fn a_closed_hub_refuses_new_streams() {
+    let (monitor, _) = manual_monitor();
+    let (state, app) = app(&monitor);
+    let response = app.clone().oneshot(request(Method::GET, "/api/events", Some(TOKEN), None)).await.unwrap();
+    let mut body = response.into_body().into_data_stream();
+    let mut seen = String::new();
+    read_until(&mut body, "event: ready", &mut seen).await;
+    state.close_event_streams();
+    let end = tokio::time::timeout(PATIENCE, async {
+        while let Some(chunk) = body.next().await {
+            chunk.unwrap();
+        }
+    })
+    .await;
+    assert!(end.is_ok(), "the open stream ends");
+    let refused = send(&app, request(Method::GET, "/api/events", Some(TOKEN), None)).await;
+    assert_error(&refused, StatusCode::SERVICE_UNAVAILABLE, "unavailable");
+}
