@@ -120,9 +120,25 @@ pub(crate) async fn slow_queries(State(state): State<AppState>, uri: Uri) -> Res
     .into_response())
 }
 
-/// `GET /api/pool`: the pool now and its recent samples.
+/// `GET /api/pool`: the pool now, its recent samples, and its share of the
+/// 24 h trend (utilization and waiting tasks per trend interval).
 pub(crate) async fn pool(State(state): State<AppState>) -> Response {
-    Json(state.inner.monitor.pool()).into_response()
+    let monitor = &state.inner.monitor;
+    let mut body = serde_json::to_value(monitor.pool()).unwrap_or(Value::Null);
+    let trend: Vec<Value> = monitor
+        .trend()
+        .into_iter()
+        .map(|p| {
+            json!({
+                "at": p.at,
+                "utilization_avg": p.pool_utilization_avg,
+                "utilization_max": p.pool_utilization_max,
+                "pending_max": p.pool_pending_max,
+            })
+        })
+        .collect();
+    body["trend"] = json!(trend);
+    Json(body).into_response()
 }
 
 /// `GET /api/pool/checkouts`: connections checked out now, oldest first.

@@ -145,7 +145,7 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
             errors: &[422],
             ..route("GET", "/api/queries/slow", Admin, "queries", "The latest slow queries, newest first")
         },
-        route("GET", "/api/pool", Admin, "pool", "The pool now and its recent samples"),
+        route("GET", "/api/pool", Admin, "pool", "The pool now, its recent samples and its 24 h trend"),
         route("GET", "/api/pool/checkouts", Admin, "pool", "Connections checked out now, oldest first"),
         RouteInfo {
             query: &[Param {

@@ -149,6 +149,7 @@ async fn report_endpoints_answer_with_their_shape() {
     let pool = get(&app, "/api/pool").await.json();
     assert_eq!(pool["current"]["in_use"], 4);
     assert_eq!(pool["samples"].as_array().unwrap().len(), 1);
+    assert!(pool["trend"].is_array());
 
     let held = monitor.track_checkout(dbwarden_core::SessionKind::Connection, Default::default());
     let checkouts = get(&app, "/api/pool/checkouts").await.json();
@@ -432,4 +433,21 @@ async fn reports_are_reused_until_the_next_tick_or_change() {
     with_json(&app, Method::POST, "/api/reset", &json!({"scope": "errors"})).await;
     assert_eq!(total(get(&app, "/api/status").await.json()), 2);
     assert_eq!(get(&app, "/health").await.json()["status"], before["status"]);
+}
+
+#[tokio::test]
+async fn pool_and_trend_carry_the_24_hour_history() {
+    let (monitor, clock) = manual_monitor();
+    monitor.tick();
+    monitor.record_pool_sample(dbwarden_core::PoolSample { size: 10, idle: 2, in_use: 8, pending: 1, max: 10, min: 0 });
+    clock.advance(Duration::from_secs(301));
+    monitor.tick();
+    let (_, app) = app(&monitor);
+    let pool = get(&app, "/api/pool").await.json();
+    let point = &pool["trend"][0];
+    assert_eq!(point["utilization_max"], 0.8, "{pool}");
+    assert_eq!(point["pending_max"], 1);
+    let trend = get(&app, "/api/trend").await.json();
+    assert_eq!(trend["points"].as_array().unwrap().len(), pool["trend"].as_array().unwrap().len());
+    assert_eq!(trend["points"][0]["pool_utilization_max"], 0.8);
 }
