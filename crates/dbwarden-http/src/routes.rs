@@ -62,7 +62,7 @@ const LIMIT: Param = Param {
 };
 const JSON: &str = "application/json";
 
-const fn route(
+const fn spec(
     method: &'static str,
     path: &'static str,
     access: Access,
@@ -79,11 +79,11 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
     vec![
         RouteInfo {
             errors: &[],
-            ..route("GET", "/livez", Open, "probes", "Liveness: the process answers; never touches the database")
+            ..spec("GET", "/livez", Open, "probes", "Liveness: the process answers; never touches the database")
         },
         RouteInfo {
             errors: &[503],
-            ..route(
+            ..spec(
                 "GET",
                 "/readyz",
                 Open,
@@ -94,7 +94,7 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
         RouteInfo {
             success: (200, "application/health+json"),
             errors: &[503],
-            ..route(
+            ..spec(
                 "GET",
                 "/health",
                 OpenWithDetails,
@@ -104,7 +104,7 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
         },
         RouteInfo {
             success: (200, "text/plain"),
-            ..route(
+            ..spec(
                 "GET",
                 "/metrics",
                 metrics_access,
@@ -112,11 +112,11 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
                 "Prometheus text, or OpenMetrics when Accept asks for application/openmetrics-text",
             )
         },
-        route("GET", "/openapi.json", Open, "meta", "This document"),
+        spec("GET", "/openapi.json", Open, "meta", "This document"),
         RouteInfo {
             body: Some("LoginRequest"),
             errors: &[401, 415, 422],
-            ..route(
+            ..spec(
                 "POST",
                 "/login",
                 OpenLimited,
@@ -124,10 +124,10 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
                 "Exchange the admin token for a dashboard session cookie (JSON or form)",
             )
         },
-        route("POST", "/logout", OpenLimited, "auth", "End the dashboard session and clear its cookie"),
-        route("GET", "/api/status", Admin, "reports", "Every current metric"),
-        route("GET", "/api/summary", Admin, "reports", "The human-readable performance summary and the health verdict"),
-        route("GET", "/api/performance", Admin, "reports", "The 0-100 performance score with recommendations"),
+        spec("POST", "/logout", OpenLimited, "auth", "End the dashboard session and clear its cookie"),
+        spec("GET", "/api/status", Admin, "reports", "Every current metric"),
+        spec("GET", "/api/summary", Admin, "reports", "The human-readable performance summary and the health verdict"),
+        spec("GET", "/api/performance", Admin, "reports", "The 0-100 performance score with recommendations"),
         RouteInfo {
             query: &[
                 Param {
@@ -138,15 +138,15 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
                 LIMIT,
             ],
             errors: &[422],
-            ..route("GET", "/api/queries", Admin, "queries", "Top query fingerprints")
+            ..spec("GET", "/api/queries", Admin, "queries", "Top query fingerprints")
         },
         RouteInfo {
             query: &[LIMIT],
             errors: &[422],
-            ..route("GET", "/api/queries/slow", Admin, "queries", "The latest slow queries, newest first")
+            ..spec("GET", "/api/queries/slow", Admin, "queries", "The latest slow queries, newest first")
         },
-        route("GET", "/api/pool", Admin, "pool", "The pool now, its recent samples and its 24 h trend"),
-        route("GET", "/api/pool/checkouts", Admin, "pool", "Connections checked out now, oldest first"),
+        spec("GET", "/api/pool", Admin, "pool", "The pool now, its recent samples and its 24 h trend"),
+        spec("GET", "/api/pool/checkouts", Admin, "pool", "Connections checked out now, oldest first"),
         RouteInfo {
             query: &[Param {
                 name: "window",
@@ -154,7 +154,7 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
                 description: "The rolling window",
             }],
             errors: &[422],
-            ..route(
+            ..spec(
                 "GET",
                 "/api/errors",
                 Admin,
@@ -165,7 +165,7 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
         RouteInfo {
             query: &[LIMIT],
             errors: &[422],
-            ..route(
+            ..spec(
                 "GET",
                 "/api/requests",
                 Admin,
@@ -180,39 +180,39 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
                 description: "Lowest severity to include",
             }],
             errors: &[422],
-            ..route("GET", "/api/alerts", Admin, "alerts", "Active (pending and firing) alerts, most severe first")
+            ..spec("GET", "/api/alerts", Admin, "alerts", "Active (pending and firing) alerts, most severe first")
         },
         RouteInfo {
             query: &[LIMIT],
             errors: &[422],
-            ..route("GET", "/api/alerts/history", Admin, "alerts", "Resolved alerts, newest first")
+            ..spec("GET", "/api/alerts/history", Admin, "alerts", "Resolved alerts, newest first")
         },
         RouteInfo {
             body: Some("AlertAction"),
             errors: &[404, 409, 415, 422],
-            ..route("POST", "/api/alerts/{id}/ack", Admin, "alerts", "Acknowledge an active alert (it stops repeating)")
+            ..spec("POST", "/api/alerts/{id}/ack", Admin, "alerts", "Acknowledge an active alert (it stops repeating)")
         },
         RouteInfo {
             body: Some("AlertAction"),
             errors: &[404, 409, 415, 422],
-            ..route("POST", "/api/alerts/{id}/resolve", Admin, "alerts", "Resolve an active alert by hand")
+            ..spec("POST", "/api/alerts/{id}/resolve", Admin, "alerts", "Resolve an active alert by hand")
         },
-        route("GET", "/api/silences", Admin, "alerts", "Silences in force"),
+        spec("GET", "/api/silences", Admin, "alerts", "Silences in force"),
         RouteInfo {
             body: Some("SilenceRequest"),
             success: (201, JSON),
             errors: &[415, 422],
-            ..route("POST", "/api/silences", Admin, "alerts", "Silence matching alerts for a while")
+            ..spec("POST", "/api/silences", Admin, "alerts", "Silence matching alerts for a while")
         },
         RouteInfo {
             errors: &[404, 409, 422],
-            ..route("DELETE", "/api/silences/{id}", Admin, "alerts", "End a silence now")
+            ..spec("DELETE", "/api/silences/{id}", Admin, "alerts", "End a silence now")
         },
-        route("GET", "/api/config", Admin, "config", "Thresholds, alert rules and the application's runtime settings"),
+        spec("GET", "/api/config", Admin, "config", "Thresholds, alert rules and the application's runtime settings"),
         RouteInfo {
             body: Some("ConfigUpdate"),
             errors: &[415, 422],
-            ..route(
+            ..spec(
                 "PUT",
                 "/api/config",
                 Admin,
@@ -223,9 +223,9 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
         RouteInfo {
             body: Some("ResetRequest"),
             errors: &[415, 422],
-            ..route("POST", "/api/reset", Admin, "config", "Clear recorded metrics, errors or both")
+            ..spec("POST", "/api/reset", Admin, "config", "Clear recorded metrics, errors or both")
         },
-        route(
+        spec(
             "GET",
             "/api/trend",
             Admin,
@@ -235,7 +235,7 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
         RouteInfo {
             success: (200, "text/event-stream"),
             errors: &[503],
-            ..route("GET", "/api/events", Admin, "events", "The monitor's events as server-sent events")
+            ..spec("GET", "/api/events", Admin, "events", "The monitor's events as server-sent events")
         },
     ]
 }

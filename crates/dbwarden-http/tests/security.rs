@@ -273,3 +273,36 @@ fn the_token_never_shows_and_weak_tokens_are_refused() {
     assert!(generated.matches(&text));
     assert_ne!(AdminToken::generate().0, text);
 }
+
+/// The router mounts routes only from the table the document is built from:
+/// no source file of the API mounts a path of its own.
+#[test]
+fn no_route_is_mounted_outside_the_route_table() {
+    let src = concat!(env!("CARGO_MANIFEST_DIR"), "/src");
+    let mut mounts = Vec::new();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        // The dashboard and the tracking layer serve no API routes of this router.
+        if name.starts_with("dashboard") || name.starts_with("tracking") || path.extension().is_none_or(|e| e != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (i, line) in text.lines().enumerate() {
+            for call in [".route(", ".route_service(", ".nest(", ".nest_service("] {
+                if line.contains(call) && !line.trim_start().starts_with("//") {
+                    mounts.push(format!("{name}:{}: {}", i + 1, line.trim()));
+                }
+            }
+        }
+    }
+    let expected = [
+        "open = open.route(info.path, h)",
+        "limited = limited.route(info.path, h)",
+        "admin = admin.route(info.path, h)",
+    ];
+    for m in &mounts {
+        assert!(expected.iter().any(|e| m.contains(e)), "a route is mounted outside the table: {m}");
+    }
+    assert_eq!(mounts.len(), expected.len(), "{mounts:#?}");
+}
