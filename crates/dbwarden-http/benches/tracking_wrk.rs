@@ -5,6 +5,9 @@
 //! case: the layer's work against almost nothing), `/authors/{id}` runs one
 //! point query on SQLite through a `MonitoredPool` (a small real handler).
 //!
+//! A third server wraps the routes in a layer that only passes requests
+//! through, to tell what any tower layer costs from what tracking adds.
+//!
 //! Run: `cargo bench -p dbwarden-http --bench tracking_wrk` (needs `wrk`:
 //! `apt-get install -y wrk`). Each wrk run is `wrk -t1 -c16 -d5s`
 //! (`DBWARDEN_WRK_SECONDS` changes the duration, 5 s by default,
@@ -12,7 +15,7 @@
 //! server gets one runtime thread, wrk the other core.
 //!
 //! Besides throughput it reports the server's CPU time per request (from
-//! `/proc/self/task/*/schedstat`), which a busy machine disturbs far less:
+//! `/proc/self/stat`), which a busy machine disturbs far less:
 //! with one server thread saturated, the throughput ratio is the inverse of
 //! the CPU ratio.
 
@@ -39,16 +42,18 @@ fn requests(wrk_output: &str) -> Option<f64> {
     wrk_output.lines().find(|l| l.contains(" requests in "))?.split_whitespace().next()?.parse().ok()
 }
 
-/// Nanoseconds this process's threads have spent on a CPU
-/// (`/proc/self/task/*/schedstat`): the server's cost, whatever else the
-/// machine is doing.
+/// Nanoseconds of CPU this process has used (`/proc/self/stat`: user and
+/// system time of all its threads, those that already exited included, in
+/// clock ticks of 10 ms): the server's cost, whatever else the machine is
+/// doing.
 fn cpu_ns() -> u64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0 };
-    tasks
-        .filter_map(Result::ok)
-        .filter_map(|t| std::fs::read_to_string(t.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-        .sum()
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else { return 0 };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else { return 0 };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after ")".
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) * 10_000_000
 }
 
 /// One wrk run: requests per second, and server CPU microseconds per request.
@@ -76,6 +81,33 @@ fn app(pool: MonitoredPool<Sqlite>) -> Router {
     Router::new().route("/hello/{id}", get(hello)).route("/authors/{id}", get(author)).with_state(pool)
 }
 
+/// A layer that only passes requests through: what wrapping every route in
+/// any tower layer costs, for comparison.
+#[derive(Clone)]
+struct PassThroughLayer;
+
+impl<S> tower::Layer<S> for PassThroughLayer {
+    type Service = PassThrough<S>;
+    fn layer(&self, inner: S) -> PassThrough<S> {
+        PassThrough(inner)
+    }
+}
+
+#[derive(Clone)]
+struct PassThrough<S>(S);
+
+impl<S: tower::Service<R>, R> tower::Service<R> for PassThrough<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+    fn call(&mut self, request: R) -> S::Future {
+        self.0.call(request)
+    }
+}
+
 async fn serve(router: Router) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -99,10 +131,11 @@ fn main() {
     let env = |name: &str, default: u64| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
     let seconds = env("DBWARDEN_WRK_SECONDS", 5);
     let rounds = env("DBWARDEN_WRK_ROUNDS", 6);
+    let only = std::env::var("DBWARDEN_WRK_ONLY").ok();
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (bare, tracked, monitor) = runtime.block_on(async {
+    let (bare, passthrough, tracked, monitor) = runtime.block_on(async {
         let monitor = Monitor::new();
         let options =
             sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("bench.db")).create_if_missing(true);
@@ -120,6 +153,7 @@ fn main() {
                 .unwrap();
         }
         let bare = serve(app(pool.clone())).await;
+        let passthrough = serve(app(pool.clone()).layer(PassThroughLayer)).await;
         let tracked = serve(app(pool).layer(RequestTrackingLayer::new(monitor.clone()))).await;
         // The monitor ticks as under the binary's driver.
         let ticking = monitor.clone();
@@ -130,45 +164,54 @@ fn main() {
                 ticking.tick();
             }
         });
-        (bare, tracked, monitor)
+        (bare, passthrough, tracked, monitor)
     });
 
     println!("wrk -t1 -c16 -d{seconds}s, {rounds} interleaved rounds per side; server on one runtime thread");
     for (name, path) in [("tiny handler", "/hello/42"), ("one SQLite query", "/authors/42")] {
+        // Per side: throughput and CPU per request of every round.
+        let sides = [("bare", bare), ("pass-through", passthrough), ("tracked", tracked)];
+        let mut rps: [Vec<f64>; 3] = Default::default();
+        let mut cpu: [Vec<f64>; 3] = Default::default();
         let (mut ratios, mut cpu_ratios) = (Vec::new(), Vec::new());
-        let (mut bare_rps, mut tracked_rps, mut bare_cpu, mut tracked_cpu) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..rounds {
-            // Alternate which side goes first, so drift favours neither; a
-            // round's ratio compares two runs made seconds apart.
-            let order = if round.is_multiple_of(2) { [false, true] } else { [true, false] };
-            let mut pair = [(0.0, 0.0); 2];
-            for tracked_side in order {
-                let addr = if tracked_side { tracked } else { bare };
-                let (rps, cpu_us) = wrk(&format!("http://{addr}{path}"), seconds);
-                println!(
-                    "  {name:<17} {:<8} round {round}: {rps:>9.0} req/s, {cpu_us:>6.2} µs server CPU/request",
-                    if tracked_side { "tracked" } else { "bare" }
-                );
-                pair[usize::from(tracked_side)] = (rps, cpu_us);
+            // Rotate which side goes first, so drift favours none; a round's
+            // ratio compares runs made seconds apart.
+            let mut order = [0, 1, 2];
+            order.rotate_left(round as usize % 3);
+            for i in order {
+                let (side, addr) = sides[i];
+                if only.as_deref().is_some_and(|o| o != side) {
+                    continue;
+                }
+                let (r, c) = wrk(&format!("http://{addr}{path}"), seconds);
+                println!("  {name:<17} {side:<12} round {round}: {r:>9.0} req/s, {c:>6.2} µs server CPU/request");
+                rps[i].push(r);
+                cpu[i].push(c);
             }
-            let ([b, t], [bc, tc]) = ([pair[0].0, pair[1].0], [pair[0].1, pair[1].1]);
-            ratios.push(t / b);
-            cpu_ratios.push(bc / tc);
-            bare_rps.push(b);
-            tracked_rps.push(t);
-            bare_cpu.push(bc);
-            tracked_cpu.push(tc);
+            if only.is_none() {
+                let n = rps[0].len() - 1;
+                ratios.push(rps[2][n] / rps[0][n]);
+                cpu_ratios.push(cpu[0][n] / cpu[2][n]);
+            }
         }
+        if only.is_some() {
+            continue;
+        }
+        let med = |v: &Vec<f64>| median(v.clone());
         println!(
-            "{name}: throughput bare {:.0} / tracked {:.0} req/s (medians), median per-round ratio {:.3}x; \
-             server CPU bare {:.2} / tracked {:.2} µs per request, median per-round ratio {:.3}x",
-            median(bare_rps),
-            median(tracked_rps),
-            median(ratios),
-            median(bare_cpu),
-            median(tracked_cpu),
-            median(cpu_ratios),
+            "{name}: req/s bare {:.0}, pass-through {:.0}, tracked {:.0} (medians); tracked/bare per round, median {:.3}x",
+            med(&rps[0]),
+            med(&rps[1]),
+            med(&rps[2]),
+            median(ratios)
+        );
+        println!(
+            "{name}: server CPU µs/request bare {:.2}, pass-through {:.2}, tracked {:.2} (medians); bare/tracked per round, median {:.3}x",
+            med(&cpu[0]),
+            med(&cpu[1]),
+            med(&cpu[2]),
+            median(cpu_ratios)
         );
     }
     let routes = monitor.routes();

@@ -58,10 +58,23 @@ impl Serialize for WithoutMeta<'_> {
     }
 }
 
-/// A 64-bit hash of a value's JSON form.
+/// A 64-bit hash of a value's JSON form, streamed into the hasher (no
+/// buffer per value).
 pub(crate) fn value_hash(value: &Value) -> u64 {
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    xxhash_rust::xxh3::xxh3_64(&bytes)
+    struct HashWriter(xxhash_rust::xxh3::Xxh3);
+    impl std::io::Write for HashWriter {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut writer = HashWriter(xxhash_rust::xxh3::Xxh3::new());
+    // Writing a `Value` into an infallible writer cannot fail.
+    let _ = serde_json::to_writer(&mut writer, value);
+    writer.0.digest()
 }
 
 /// Hashes of every key of `data` but the reserved one.

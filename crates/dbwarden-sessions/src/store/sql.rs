@@ -174,14 +174,15 @@ impl SqlSessionStore {
         let hash = hash_session_id(id);
         let sql = self.inner.sql.load.clone();
         let row: Option<LoadedRow> = on_pool!(&self.inner.db, pool => {
-            match sqlx::query(AssertSqlSafe(sql)).bind(&hash[..]).fetch_optional(pool).await? {
+            let mut conn = pool.acquire().await?;
+            match sqlx::query(AssertSqlSafe(sql)).bind(&hash[..]).fetch_optional(&mut *conn).await? {
                 Some(row) => Some(LoadedRow {
                     user_id: row.try_get(0)?,
-                    last_seen_at: row.try_get(2)?,
-                    expires_at: row.try_get(3)?,
-                    absolute_expires_at: row.try_get(4)?,
-                    version: row.try_get(5)?,
-                    data: row.try_get(6)?,
+                    last_seen_at: row.try_get(1)?,
+                    expires_at: row.try_get(2)?,
+                    absolute_expires_at: row.try_get(3)?,
+                    version: row.try_get(4)?,
+                    data: row.try_get(5)?,
                 }),
                 None => None,
             }
@@ -333,9 +334,41 @@ impl SqlSessionStore {
         {
             self.enforce_cap(user, Some(&hash), now).await?;
         }
-        let rows = self
-            .write_data(&self.inner.sql.update_guarded, &hash, &bytes, user_id.as_deref(), now, expires, Some(loaded.v))
-            .await?;
+        // The data is written now; the activity columns (indexed: moving them
+        // costs index entries and PostgreSQL's HOT updates) only when a touch
+        // would be due anyway.
+        let activity_due = match self.inner.config.throttle {
+            Some(throttle) => self.touch_due(now, &loaded, expires, duration_ms(throttle)),
+            None => true,
+        };
+        let rows = if activity_due {
+            self.write_data(
+                &self.inner.sql.update_guarded,
+                &hash,
+                &bytes,
+                user_id.as_deref(),
+                now,
+                expires,
+                Some(loaded.v),
+            )
+            .await?
+        } else {
+            let client = current_client();
+            let sql = self.inner.sql.update_data_guarded.clone();
+            on_pool!(&self.inner.db, pool => {
+                let mut conn = pool.acquire().await?;
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(&bytes[..])
+                    .bind(user_id.as_deref())
+                    .bind(client.ip_hash.as_ref().map(|h| &h[..]))
+                    .bind(client.ua_hash.as_ref().map(|h| &h[..]))
+                    .bind(&hash[..])
+                    .bind(loaded.v)
+                    .execute(&mut *conn)
+                    .await?
+                    .rows_affected()
+            })
+        };
         if rows == 1 {
             self.inner.counters.write(SessionWrite::Full);
             return Ok(());
@@ -608,6 +641,7 @@ struct Statements {
     load: Arc<str>,
     insert: Arc<str>,
     update_guarded: Arc<str>,
+    update_data_guarded: Arc<str>,
     update_any: Arc<str>,
     lock_row: Arc<str>,
     begin_write: &'static str,
@@ -651,7 +685,7 @@ impl Statements {
         };
         Statements {
             load: sql(format!(
-                "SELECT user_id, created_at, last_seen_at, expires_at, absolute_expires_at, version, data \
+                "SELECT user_id, last_seen_at, expires_at, absolute_expires_at, version, data \
                  FROM {table} WHERE id_hash = ?"
             )),
             insert: sql(format!(
@@ -659,6 +693,11 @@ impl Statements {
                  absolute_expires_at, version, ip_hash, ua_hash, data) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?, ?)"
             )),
             update_guarded: sql(format!("{set_data} AND version = ?")),
+            update_data_guarded: sql(format!(
+                "UPDATE {table} SET data = ?, user_id = ?, version = version + 1, \
+                 ip_hash = COALESCE(?, ip_hash), ua_hash = COALESCE(?, ua_hash) \
+                 WHERE id_hash = ? AND version = ?"
+            )),
             update_any: sql(set_data),
             lock_row: sql(format!("SELECT version, data FROM {table} WHERE id_hash = ?{lock_suffix}")),
             begin_write: if backend == Backend::Sqlite { "BEGIN IMMEDIATE" } else { "BEGIN" },
