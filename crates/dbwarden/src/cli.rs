@@ -2,8 +2,16 @@
 //! module under `cli/`; errors come back as `anyhow` chains and are printed
 //! once, here, as `dbwarden: …`.
 
+mod alerts;
+mod client;
+mod config;
+mod demo;
 mod fingerprint;
+mod metrics;
+mod periodic_logging;
 mod serve;
+mod status;
+mod summary;
 
 use std::process::ExitCode;
 
@@ -26,6 +34,21 @@ enum Command {
     /// Print the normalized fingerprint of SQL statements (no literal values),
     /// with its id, kind and main table.
     Fingerprint(fingerprint::FingerprintArgs),
+    /// Show the effective settings and where each came from.
+    Config(config::ConfigArgs),
+    /// A running server's health verdict and key figures (exit 1 on warn/fail or alerts).
+    Status(status::StatusArgs),
+    /// A running server's performance summary.
+    Summary(summary::SummaryArgs),
+    /// A running server's metrics as JSON, Prometheus text or a table.
+    Metrics(metrics::MetricsArgs),
+    /// A running server's active alerts and operations slower than a threshold.
+    Alerts(alerts::AlertsArgs),
+    /// Make a running server log its performance summary every N seconds.
+    EnablePeriodicLogging(periodic_logging::PeriodicLoggingArgs),
+    /// Run the server beside an instrumented example application with
+    /// generated traffic, on an embedded SQLite file.
+    Demo(demo::DemoArgs),
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -33,6 +56,13 @@ pub(crate) fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
         Command::Fingerprint(args) => fingerprint::run(args),
+        Command::Config(args) => config::run(args),
+        Command::Status(args) => status::run(args),
+        Command::Summary(args) => summary::run(args),
+        Command::Metrics(args) => metrics::run(args),
+        Command::Alerts(args) => alerts::run(args),
+        Command::EnablePeriodicLogging(args) => periodic_logging::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,

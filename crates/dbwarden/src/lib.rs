@@ -3,7 +3,9 @@
 //!
 //! This is the crate an application depends on. It re-exports the monitoring
 //! engine ([`dbwarden_core`]) and adds what needs an async runtime: the
-//! [`Driver`] that ticks a monitor and logs its periodic summary.
+//! [`Driver`] that ticks a monitor and logs its periodic summary, the
+//! [`history`] that keeps trend points in the database across restarts,
+//! [`resources`] sampling, and the server's typed [`settings`].
 //!
 //! ```no_run
 //! # async fn run() {
@@ -20,6 +22,9 @@
 #![forbid(unsafe_code)]
 
 mod driver;
+pub mod history;
+pub mod resources;
+pub mod settings;
 
 pub use dbwarden_core::*;
 pub use driver::{Driver, DriverConfig};

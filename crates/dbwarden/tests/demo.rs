@@ -1,0 +1,89 @@
+//! `dbwarden demo` as a real process: the example application's generated
+//! traffic shows up in the API (per-route figures, failures, N+1 findings)
+//! within a bounded time, and the demo stops on SIGTERM.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const TOKEN: &str = "demo-token-0123456789abcdef";
+
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to dbwarden demo");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+#[cfg(unix)]
+#[test]
+fn demo_traffic_reaches_every_kind_of_route_and_the_n_plus_one_detector() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbwarden"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("DBWARDEN_") || name.starts_with("RESPONSIVENESS_") || name.starts_with("SESSION_") {
+            cmd.env_remove(name);
+        }
+    }
+    let mut child = cmd
+        .current_dir(dir.path())
+        .env("DBWARDEN_ADMIN_TOKEN", TOKEN)
+        .env("NO_COLOR", "1")
+        .args(["demo", "--bind", "127.0.0.1:0", "--run-for", "300"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn dbwarden demo");
+    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+    let addr = loop {
+        let line = lines.next().expect("demo printed its address").expect("line");
+        if let Some(rest) = line.split("dashboard and API on http://").nth(1) {
+            break rest.trim_end_matches('/').to_owned();
+        }
+    };
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
+    assert!(dir.path().join("dbwarden-demo.db").exists(), "the demo's SQLite file is created");
+    let (status, body) = http_get(&addr, "/demo/fast/1");
+    assert_eq!(status, 200, "{body}");
+
+    let wanted = ["/demo/fast/{id}", "/demo/slow", "/demo/fail", "/demo/n-plus-one"];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let requests = loop {
+        let (status, body) = http_get(&addr, "/api/requests");
+        assert_eq!(status, 200, "{body}");
+        let json: Value = serde_json::from_str(&body).expect("JSON");
+        let routes: Vec<String> = json["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["route"].as_str().map(str::to_owned))
+            .collect();
+        let all_seen = wanted.iter().all(|w| routes.iter().any(|r| r == w));
+        if all_seen && json["n_plus_one"].as_array().is_some_and(|n| !n.is_empty()) {
+            break json;
+        }
+        assert!(Instant::now() < deadline, "traffic did not reach every route within 60 s: {json}");
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let route = |name: &str| {
+        requests["routes"].as_array().into_iter().flatten().find(|r| r["route"] == name).cloned().expect("route")
+    };
+    assert!(route("/demo/fail")["errors"].as_u64().unwrap_or(0) >= 1, "{requests}");
+    assert!(route("/demo/n-plus-one")["avg_db_queries"].as_f64().unwrap_or(0.0) > 5.0, "{requests}");
+    let finding = &requests["n_plus_one"][0];
+    assert_eq!(finding["route"], "/demo/n-plus-one", "{finding}");
+    assert!(!finding.to_string().contains("item_id = 1"), "fingerprints only, no literal values: {finding}");
+
+    let kill = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status().expect("kill");
+    assert!(kill.success());
+    let status = child.wait().expect("wait");
+    let log = drain.join().expect("stderr");
+    assert!(status.success(), "exit {status:?}: {log:?}");
+    assert!(log.iter().any(|l| l.contains("SIGTERM received")), "{log:?}");
+}

@@ -1,0 +1,463 @@
+//! `dbwarden serve` as a real process on SQLite, PostgreSQL and MariaDB
+//! (each test its own database): probes, token, history across a restart,
+//! and the monitoring commands' exit statuses against it.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+fn dbwarden() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbwarden"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("DBWARDEN_") || name.starts_with("RESPONSIVENESS_") || name.starts_with("SESSION_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env_remove("DATABASE_URL").env("RUST_LOG", "info").env("NO_COLOR", "1");
+    cmd
+}
+
+/// A running `dbwarden serve`; stopped with SIGTERM when dropped.
+struct Served {
+    child: Child,
+    addr: String,
+    token: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Served {
+    /// Starts serve with `args` (and `envs`), waits for its address and, when
+    /// no token is configured, the printed one.
+    fn start(dir: &std::path::Path, envs: &[(&str, &str)], args: &[&str]) -> Served {
+        let mut cmd = dbwarden();
+        cmd.current_dir(dir).args(["serve", "--bind", "127.0.0.1:0", "--probe-interval", "0.1"]);
+        cmd.args(["--tick-interval", "0.2", "--summary-interval", "3600"]).args(args);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.stderr(Stdio::piped()).spawn().expect("spawn dbwarden serve");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line.clone());
+                sink.lock().expect("log").push(line);
+            }
+        });
+        let configured = envs.iter().find(|(k, _)| *k == "DBWARDEN_ADMIN_TOKEN").map(|(_, v)| (*v).to_owned());
+        let (mut token, mut addr) = (configured, None);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while token.is_none() || addr.is_none() {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .unwrap_or_else(|_| panic!("serve never printed its address: {:?}", log.lock().expect("log")));
+            if let Some(rest) = line.split("the admin token for this run is ").nth(1) {
+                token = Some(rest.trim().to_owned());
+            }
+            if let Some(rest) = line.split("dashboard and API on http://").nth(1) {
+                addr = Some(rest.trim_end_matches('/').to_owned());
+            }
+        }
+        Served { child, addr: addr.expect("addr"), token: token.expect("token"), log }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn get(&self, path: &str, auth: bool) -> (u16, String) {
+        http_get(&self.addr, path, auth.then_some(self.token.as_str()))
+    }
+
+    fn json(&self, path: &str) -> Value {
+        let (status, body) = self.get(path, true);
+        assert_eq!(status, 200, "{path}: {body}");
+        serde_json::from_str(&body).expect("JSON")
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, body) = self.get("/readyz", false);
+            if status == 200 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "never ready: {status} {body}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGTERM, then the exit status and the whole log.
+    fn stop(mut self) -> (std::process::ExitStatus, Vec<String>) {
+        let kill = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().expect("kill");
+        assert!(kill.success());
+        let status = self.child.wait().expect("wait");
+        // The reader thread ends with the pipe.
+        std::thread::sleep(Duration::from_millis(100));
+        let log = self.log.lock().expect("log").clone();
+        (status, log)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One HTTP/1.1 GET; the status code and the body.
+fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to dbwarden serve");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+/// `base` with its database replaced by `name`.
+fn with_database(base: &str, name: &str) -> String {
+    let (url, query) = base.split_once('?').map_or((base, None), |(u, q)| (u, Some(q)));
+    let root = url.rsplit_once('/').map_or(url, |(r, _)| r);
+    match query {
+        Some(q) => format!("{root}/{name}?{q}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// A database of its own on a server (PostgreSQL or MariaDB), dropped at the end.
+struct ScratchDatabase {
+    admin_url: String,
+    name: String,
+    url: String,
+    postgres: bool,
+}
+
+fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
+}
+
+impl ScratchDatabase {
+    fn postgres() -> Self {
+        let base = std::env::var("DBWARDEN_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        Self::create(base, true)
+    }
+
+    fn mysql() -> Self {
+        let base =
+            std::env::var("DBWARDEN_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".into());
+        Self::create(base, false)
+    }
+
+    fn create(admin_url: String, postgres: bool) -> Self {
+        let name = unique("dbw_serve");
+        let sql = format!("CREATE DATABASE {name}");
+        block_on(async {
+            if postgres {
+                let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url).await.expect("PostgreSQL");
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut c).await.expect("create database");
+            } else {
+                let mut c = <sqlx::MySqlConnection as sqlx::Connection>::connect(&admin_url).await.expect("MariaDB");
+                sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut c).await.expect("create database");
+            }
+        });
+        let url = with_database(&admin_url, &name);
+        ScratchDatabase { admin_url, name, url, postgres }
+    }
+
+    fn history_rows(&self) -> i64 {
+        block_on(async {
+            let sql = "SELECT count(*) FROM dbwarden_history";
+            if self.postgres {
+                let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url).await.expect("connect");
+                sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut c).await.expect("count")
+            } else {
+                let mut c = <sqlx::MySqlConnection as sqlx::Connection>::connect(&self.url).await.expect("connect");
+                sqlx::query_scalar::<_, i64>(sql).fetch_one(&mut c).await.expect("count")
+            }
+        })
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        let sql = if self.postgres {
+            format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)
+        } else {
+            format!("DROP DATABASE IF EXISTS {}", self.name)
+        };
+        block_on(async {
+            if self.postgres {
+                if let Ok(mut c) = <sqlx::PgConnection as sqlx::Connection>::connect(&self.admin_url).await {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut c).await;
+                }
+            } else if let Ok(mut c) = <sqlx::MySqlConnection as sqlx::Connection>::connect(&self.admin_url).await {
+                let _ = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&mut c).await;
+            }
+        });
+    }
+}
+
+/// The checks every backend must pass: probes, token, details, history rows.
+fn serve_answers(url: &str) -> Served {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let served = Served::start(dir.path(), &[], &["--database-url", url, "--history-interval", "0.3"]);
+    assert_eq!(served.token.len(), 64, "a 256-bit generated token: {}", served.token);
+    assert!(served.addr.starts_with("127.0.0.1:"), "{}", served.addr);
+    let (status, body) = served.get("/livez", false);
+    assert_eq!(status, 200, "{body}");
+    served.wait_ready();
+    let (status, body) = served.get("/api/status", false);
+    assert_eq!(status, 401, "admin endpoints need the token: {body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status_json = served.json("/api/status");
+        if status_json["query_metrics"]["total"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the probe never ran: {status_json}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, body) = served.get("/health", true);
+    assert!(status == 200 || status == 503, "{status} {body}");
+    let health: Value = serde_json::from_str(&body).expect("health JSON");
+    assert!(health["checks"].is_object(), "details for the authorized caller: {body}");
+    let (_, open) = served.get("/health", false);
+    assert!(!open.contains("\"checks\""), "no details without the token: {open}");
+    served
+}
+
+fn stop_and_check_token_printed_once(served: Served) {
+    let token = served.token.clone();
+    let (status, log) = served.stop();
+    assert!(status.success(), "exit {status:?}: {log:?}");
+    assert!(log.iter().any(|l| l.contains("SIGTERM received: shutting down")), "{log:?}");
+    assert_eq!(log.iter().filter(|l| l.contains(&token)).count(), 1, "the token is printed exactly once: {log:?}");
+}
+
+fn wait_for_trend(served: &Served, points: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let trend = served.json("/api/trend");
+        let got = trend["points"].as_array().cloned().unwrap_or_default();
+        if got.len() >= points {
+            return got;
+        }
+        assert!(Instant::now() < deadline, "fewer than {points} trend points: {trend}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_on_sqlite_answers_probes_and_guards_the_api() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("watched.db");
+    let served = serve_answers(&format!("sqlite://{}", db.display()));
+    assert!(db.exists(), "the SQLite file is created on first start");
+    stop_and_check_token_printed_once(served);
+}
+
+#[test]
+fn sigterm_ends_open_event_streams_instead_of_waiting_for_them() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("watched.db").display());
+    let served = Served::start(dir.path(), &[("DBWARDEN_ADMIN_TOKEN", TOKEN)], &["--database-url", &url]);
+    served.wait_ready();
+    let mut stream = std::net::TcpStream::connect(&served.addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
+    write!(stream, "GET /api/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n").expect("send");
+    let mut head = [0_u8; 12];
+    stream.read_exact(&mut head).expect("the event stream answers");
+    assert_eq!(&head, b"HTTP/1.1 200", "{}", String::from_utf8_lossy(&head));
+    let reader = std::thread::spawn(move || {
+        // Reads until the server ends the stream (EOF) or the read times out.
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).map(|_| rest.len())
+    });
+    let (status, log) = served.stop();
+    assert!(status.success(), "exit {status:?}: {log:?}");
+    assert!(!log.iter().any(|l| l.contains("did not finish")), "shutdown waited for the open event stream: {log:?}");
+    let ended = reader.join().expect("reader thread");
+    assert!(ended.is_ok(), "the stream was closed by the server, not left to time out: {ended:?}");
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_on_postgres_answers_probes_and_stores_history() {
+    let scratch = ScratchDatabase::postgres();
+    let served = serve_answers(&scratch.url);
+    wait_for_trend(&served, 2);
+    stop_and_check_token_printed_once(served);
+    assert!(scratch.history_rows() >= 2, "trend points are stored in PostgreSQL");
+}
+
+#[cfg(unix)]
+#[test]
+fn serve_on_mariadb_answers_probes_and_stores_history() {
+    let scratch = ScratchDatabase::mysql();
+    let served = serve_answers(&scratch.url);
+    wait_for_trend(&served, 2);
+    stop_and_check_token_printed_once(served);
+    assert!(scratch.history_rows() >= 2, "trend points are stored in MariaDB");
+}
+
+#[cfg(unix)]
+#[test]
+fn trend_history_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let envs = [("DBWARDEN_ADMIN_TOKEN", TOKEN)];
+    let args = ["--history-interval", "0.3"];
+    let first = Served::start(dir.path(), &envs, &args);
+    let before = wait_for_trend(&first, 3);
+    let (status, log) = first.stop();
+    assert!(status.success(), "{log:?}");
+    let stamps: Vec<u64> = before.iter().filter_map(|p| p["at"].as_u64()).collect();
+    assert_eq!(stamps.len(), before.len(), "points carry their time: {before:?}");
+
+    let second = Served::start(dir.path(), &envs, &args);
+    let after = second.json("/api/trend");
+    let restored: Vec<u64> =
+        after["points"].as_array().into_iter().flatten().filter_map(|p| p["at"].as_u64()).collect();
+    for at in &stamps {
+        assert!(restored.contains(at), "point at {at} restored after the restart: {after}");
+    }
+    let (status, log) = second.stop();
+    assert!(status.success(), "{log:?}");
+}
+
+fn cli(served: Option<&Served>, args: &[&str]) -> (i32, String, String) {
+    let mut cmd = dbwarden();
+    if let Some(s) = served {
+        cmd.env("DBWARDEN_URL", s.url()).env("DBWARDEN_ADMIN_TOKEN", &s.token);
+    }
+    let out = cmd.args(args).output().expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[cfg(unix)]
+#[test]
+fn monitoring_commands_exit_0_when_healthy_2_on_usage_errors_and_3_when_unreachable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let served =
+        Served::start(dir.path(), &[("DBWARDEN_ADMIN_TOKEN", TOKEN), ("DBWARDEN_RESOURCES_ENABLED", "false")], &[]);
+    served.wait_ready();
+    // The verdict passes once the first probes have answered.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out, err) = cli(Some(&served), &["status"]);
+        if code == 0 {
+            assert!(out.contains("status: pass"), "{out}");
+            assert!(err.is_empty(), "{err}");
+            break;
+        }
+        assert_eq!(code, 1, "{out}{err}");
+        assert!(Instant::now() < deadline, "never healthy: {out}{err}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, out, err) = cli(Some(&served), &["status", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let json: Value = serde_json::from_str(&out).expect("status JSON");
+    assert_eq!(json["health"]["status"], "pass");
+    let (code, out, err) = cli(Some(&served), &["summary"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("performance summary"), "{out}");
+    let (code, out, err) = cli(Some(&served), &["metrics", "--format", "prometheus"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("# TYPE") && out.contains("dbwarden_"), "{out}");
+    let (code, out, _) = cli(Some(&served), &["metrics", "--format", "table"]);
+    assert_eq!(code, 0);
+    assert!(out.lines().any(|l| l.starts_with("query_metrics.total ")), "{out}");
+    let (code, out, _) = cli(Some(&served), &["metrics", "--format", "json"]);
+    assert_eq!(code, 0);
+    assert!(serde_json::from_str::<Value>(&out).is_ok(), "{out}");
+    let (code, out, err) = cli(Some(&served), &["alerts", "--threshold", "5"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("no active alerts"), "{out}");
+
+    let (code, out, err) = cli(Some(&served), &["enable-periodic-logging", "--interval", "120"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("every 120 s"), "{out}");
+    let config = served.json("/api/config");
+    assert_eq!(config["runtime"]["summary_interval_seconds"], 120.0, "{config}");
+
+    // Usage errors: a refused token, a bad flag value.
+    let (code, _, err) = cli(Some(&served), &["status", "--token", "wrong-token-wrong-token"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("refused the admin token") && err.lines().count() == 1, "{err}");
+    let (code, _, err) = cli(Some(&served), &["enable-periodic-logging", "--interval", "-5"]);
+    assert_eq!(code, 2, "{err}");
+    let (code, _, err) = cli(None, &["status"]);
+    assert_eq!(code, 2, "no token: {err}");
+
+    let url = served.url();
+    let (status, log) = served.stop();
+    assert!(status.success(), "{log:?}");
+    let (code, _, err) = cli(None, &["status", "--url", &url, "--token", TOKEN]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.starts_with("dbwarden: cannot reach the dbwarden server") && err.lines().count() == 1, "{err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn monitoring_commands_exit_1_when_the_server_reports_problems() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Any host uses more than 1 % of its memory: the memory check fails and
+    // its alert fires.
+    let envs = [
+        ("DBWARDEN_ADMIN_TOKEN", TOKEN),
+        ("RESPONSIVENESS_MEMORY_WARNING_THRESHOLD", "0.001"),
+        ("RESPONSIVENESS_MEMORY_CRITICAL_THRESHOLD", "0.002"),
+        ("RESPONSIVENESS_MONITORING_INTERVAL", "0.2"),
+    ];
+    let served = Served::start(dir.path(), &envs, &[]);
+    served.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out, err) = cli(Some(&served), &["status"]);
+        if code == 1 {
+            assert!(err.starts_with("dbwarden: the server reports") && err.lines().count() == 1, "{err}");
+            assert!(!out.contains("status: pass"), "{out}");
+            break;
+        }
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(Instant::now() < deadline, "the memory check never failed: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (code, out, err) = cli(Some(&served), &["alerts", "--json"]);
+        let json: Value = serde_json::from_str(&out).expect("alerts JSON");
+        if json["alerts"].as_array().is_some_and(|a| !a.is_empty()) {
+            assert_eq!(code, 1, "{err}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no alert fired: {out}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (status, log) = served.stop();
+    assert!(status.success(), "{log:?}");
+}
