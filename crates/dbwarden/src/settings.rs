@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dbwarden_core::Thresholds;
+use dbwarden_sessions::{Backend, ExpiryRule, Preset, TableMapping, TimeUnit};
 use serde_json::{Map, Value};
 
 /// Where a setting's value came from.
@@ -117,6 +118,10 @@ enum Kind {
         min: f64,
         max: f64,
     },
+    /// One of a fixed set of words.
+    Choice(&'static [&'static str]),
+    /// An SQL identifier, optionally qualified once (`schema.table`).
+    Ident,
 }
 
 /// One setting: its key, environment names (primary first), kind, default
@@ -139,6 +144,9 @@ fn spec(key: &str, env: &[&str], kind: Kind, default: Option<&str>, help: &str) 
         help: help.to_owned(),
     }
 }
+
+const PRESETS: &[&str] = &["dbwarden", "django", "flask-session", "rails", "tower-sessions"];
+const TIME_UNITS: &[&str] = &["epoch-millis", "epoch-seconds", "datetime"];
 
 const SECS: Kind = Kind::Seconds { min: 0.05, max: 86_400.0, zero_off: false };
 
@@ -290,6 +298,68 @@ fn specs() -> Vec<Spec> {
             Some("172800"),
             "seconds after which a session is old whatever its expiry (force mode)",
         ),
+        spec(
+            "cleanup.pause",
+            &["DBWARDEN_CLEANUP_PAUSE"],
+            Kind::Seconds { min: 0.001, max: 60.0, zero_off: true },
+            Some("0.05"),
+            "seconds to pause between two batches (with ±50 % jitter); 0 for none",
+        ),
+        spec(
+            "cleanup.time_budget",
+            &["DBWARDEN_CLEANUP_TIME_BUDGET"],
+            Kind::Seconds { min: 1.0, max: 86_400.0, zero_off: true },
+            Some("0"),
+            "seconds one run may take before it stops and leaves the rest for the next; 0 for no limit",
+        ),
+        spec(
+            "cleanup.preset",
+            &["DBWARDEN_SESSION_PRESET"],
+            Kind::Choice(PRESETS),
+            Some("dbwarden"),
+            "layout of the session table: dbwarden, django, flask-session, rails or tower-sessions",
+        ),
+        spec(
+            "cleanup.mapping.table",
+            &["DBWARDEN_SESSION_TABLE"],
+            Kind::Ident,
+            None,
+            "session table, overriding the preset's (schema.table allowed)",
+        ),
+        spec("cleanup.mapping.key", &[], Kind::Ident, None, "unique key column the batches are cut by"),
+        spec("cleanup.mapping.expiry_column", &[], Kind::Ident, None, "column that says when a session expires"),
+        spec(
+            "cleanup.mapping.expiry_unit",
+            &[],
+            Kind::Choice(TIME_UNITS),
+            None,
+            "how the expiry column stores time: epoch-millis, epoch-seconds or datetime",
+        ),
+        spec(
+            "cleanup.mapping.max_idle",
+            &[],
+            Kind::Seconds { min: 60.0, max: 3650.0 * 86_400.0, zero_off: false },
+            None,
+            "treat the expiry column as last activity: expired once older than this many seconds (Rails' trim age)",
+        ),
+        spec("cleanup.mapping.created_at", &[], Kind::Ident, None, "column holding the creation time"),
+        spec("cleanup.mapping.last_seen_at", &[], Kind::Ident, None, "column holding the last activity"),
+        spec("cleanup.mapping.user_id", &[], Kind::Ident, None, "column holding the owning user"),
+        spec("cleanup.mapping.data", &[], Kind::Ident, None, "column holding the session data"),
+        spec(
+            "cleanup.orphans.user_table",
+            &["DBWARDEN_CLEANUP_USER_TABLE"],
+            Kind::Ident,
+            None,
+            "user table whose rows sessions belong to (orphan cleanup)",
+        ),
+        spec(
+            "cleanup.orphans.user_key",
+            &["DBWARDEN_CLEANUP_USER_KEY"],
+            Kind::Ident,
+            Some("id"),
+            "key column of the user table",
+        ),
     ];
     let defaults = match serde_json::to_value(Thresholds::default()) {
         Ok(Value::Object(map)) => map,
@@ -385,6 +455,30 @@ fn parse(kind: Kind, text: &str) -> Result<Parsed, String> {
             let v = number(text)?;
             if (min..=max).contains(&v) { Ok(Parsed::Number(v)) } else { Err(format!("expected {min} to {max}")) }
         }
+        Kind::Choice(words) => match words.iter().find(|w| **w == text) {
+            Some(w) => Ok(Parsed::Text((*w).to_owned())),
+            None => Err(format!("expected one of {}", words.join(", "))),
+        },
+        Kind::Ident => {
+            let part = |p: &str| {
+                let mut chars = p.chars();
+                chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    && p.len() <= 64
+            };
+            let mut parts = text.split('.');
+            let ok = match (parts.next(), parts.next(), parts.next()) {
+                (Some(a), None, None) => part(a),
+                (Some(a), Some(b), None) => part(a) && part(b),
+                _ => false,
+            };
+            if ok {
+                Ok(Parsed::Text(text.to_owned()))
+            } else {
+                Err("expected an SQL name: letters, digits and _, starting with a letter or _ (schema.name allowed)"
+                    .into())
+            }
+        }
         Kind::Count { min, max } => {
             let v: u64 = text.parse().map_err(|_| "expected a whole number".to_owned())?;
             if (min..=max).contains(&v) { Ok(Parsed::Count(v)) } else { Err(format!("expected {min} to {max}")) }
@@ -418,6 +512,75 @@ pub struct CleanupSettings {
     pub batch_size: u64,
     /// Age past which force mode removes a session.
     pub max_age: Duration,
+    /// Pause between two batches.
+    pub pause: Duration,
+    /// How long one run may take; `None` for no limit.
+    pub time_budget: Option<Duration>,
+    /// The session table's layout.
+    pub preset: Preset,
+    /// Column-mapping overrides laid over the preset's mapping.
+    pub mapping: MappingOverrides,
+    /// The user table and its key, for orphan cleanup.
+    pub orphans: Option<(String, String)>,
+}
+
+/// The `cleanup.mapping.*` settings: each one set replaces that part of
+/// the preset's mapping.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct MappingOverrides {
+    /// The table.
+    pub table: Option<String>,
+    /// The key column.
+    pub key: Option<String>,
+    /// The expiry (or, with `max_idle`, last-activity) column.
+    pub expiry_column: Option<String>,
+    /// How that column stores time.
+    pub expiry_unit: Option<TimeUnit>,
+    /// Turns the expiry rule into "idle for longer than this".
+    pub max_idle: Option<Duration>,
+    /// The creation-time column.
+    pub created_at: Option<String>,
+    /// The last-activity column.
+    pub last_seen_at: Option<String>,
+    /// The user column.
+    pub user_id: Option<String>,
+    /// The data column.
+    pub data: Option<String>,
+}
+
+impl CleanupSettings {
+    /// The session table's mapping on `backend`: the preset's, with every
+    /// `cleanup.mapping.*` setting laid over it.
+    pub fn table_mapping(&self, backend: Backend) -> TableMapping {
+        let o = &self.mapping;
+        let mut mapping = self.preset.mapping(backend);
+        let set = |slot: &mut Option<String>, value: &Option<String>| {
+            if value.is_some() {
+                slot.clone_from(value);
+            }
+        };
+        if let Some(table) = &o.table {
+            mapping.table.clone_from(table);
+        }
+        if let Some(key) = &o.key {
+            mapping.key.clone_from(key);
+        }
+        set(&mut mapping.created_at, &o.created_at);
+        set(&mut mapping.last_seen_at, &o.last_seen_at);
+        set(&mut mapping.user_id, &o.user_id);
+        set(&mut mapping.data, &o.data);
+        let column = o.expiry_column.clone().unwrap_or_else(|| mapping.expiry.column().to_owned());
+        let unit = o.expiry_unit.unwrap_or_else(|| mapping.expiry.unit());
+        let idle = o.max_idle.map(|d| d.as_secs()).or(match &mapping.expiry {
+            ExpiryRule::IdleFor { max_idle_seconds, .. } => Some(*max_idle_seconds),
+            ExpiryRule::ExpiresAt { .. } => None,
+        });
+        mapping.expiry = match idle {
+            Some(max_idle_seconds) => ExpiryRule::IdleFor { column, unit, max_idle_seconds },
+            None => ExpiryRule::ExpiresAt { column, unit },
+        };
+        mapping
+    }
 }
 
 /// Every setting of the server, typed, with the provenance of each value.
@@ -696,6 +859,27 @@ impl Settings {
                 interval: secs("cleanup.interval"),
                 batch_size: count("cleanup.batch_size"),
                 max_age: secs("cleanup.max_age"),
+                pause: secs("cleanup.pause"),
+                time_budget: (num("cleanup.time_budget") > 0.0).then(|| secs("cleanup.time_budget")),
+                preset: text("cleanup.preset").and_then(|p| p.parse().ok()).unwrap_or(Preset::Dbwarden),
+                mapping: MappingOverrides {
+                    table: text("cleanup.mapping.table"),
+                    key: text("cleanup.mapping.key"),
+                    expiry_column: text("cleanup.mapping.expiry_column"),
+                    expiry_unit: text("cleanup.mapping.expiry_unit").and_then(|u| match u.as_str() {
+                        "epoch-millis" => Some(TimeUnit::EpochMillis),
+                        "epoch-seconds" => Some(TimeUnit::EpochSeconds),
+                        "datetime" => Some(TimeUnit::DateTime),
+                        _ => None,
+                    }),
+                    max_idle: values.contains_key("cleanup.mapping.max_idle").then(|| secs("cleanup.mapping.max_idle")),
+                    created_at: text("cleanup.mapping.created_at"),
+                    last_seen_at: text("cleanup.mapping.last_seen_at"),
+                    user_id: text("cleanup.mapping.user_id"),
+                    data: text("cleanup.mapping.data"),
+                },
+                orphans: text("cleanup.orphans.user_table")
+                    .map(|t| (t, text("cleanup.orphans.user_key").unwrap_or_else(|| "id".into()))),
             },
             effective,
         })
@@ -767,6 +951,33 @@ mod tests {
         assert_eq!(s.thresholds.slow_query, Duration::from_millis(500));
         assert_eq!(s.thresholds.memory_warning, 0.7);
         assert_eq!(s.source_of("thresholds.memory_warning"), Some("env:RESPONSIVENESS_MEMORY_WARNING_THRESHOLD"));
+    }
+
+    #[test]
+    fn a_preset_gives_the_table_layout_and_mapping_settings_override_single_columns() {
+        let s = Settings::load(None, env_of(&[]), &[]).unwrap();
+        assert_eq!(s.cleanup.table_mapping(Backend::Postgres), Preset::Dbwarden.mapping(Backend::Postgres));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rails.toml");
+        std::fs::write(
+            &path,
+            "[cleanup]\npreset = \"rails\"\n[cleanup.mapping]\ntable = \"app.web_sessions\"\nmax_idle = 86400\n",
+        )
+        .unwrap();
+        let s = Settings::load(Some(&path), env_of(&[]), &[]).unwrap();
+        let mapping = s.cleanup.table_mapping(Backend::MySql);
+        assert_eq!(mapping.table, "app.web_sessions");
+        assert_eq!(mapping.key, "id");
+        assert_eq!(
+            mapping.expiry,
+            ExpiryRule::IdleFor { column: "updated_at".into(), unit: TimeUnit::DateTime, max_idle_seconds: 86_400 }
+        );
+        let flags = [FlagValue::new("cleanup.preset", "drupal", "--preset")];
+        let err = Settings::load(None, env_of(&[]), &flags).unwrap_err().to_string();
+        assert!(err.contains("cleanup.preset") && err.contains("--preset") && err.contains("django"), "{err}");
+        let flags = [FlagValue::new("cleanup.mapping.table", "s; DROP TABLE x", "--set")];
+        let err = Settings::load(None, env_of(&[]), &flags).unwrap_err().to_string();
+        assert!(err.contains("cleanup.mapping.table") && err.contains("SQL name"), "{err}");
     }
 
     #[test]
