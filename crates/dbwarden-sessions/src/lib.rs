@@ -3,7 +3,10 @@
 //! saves, batched cleanup with one runner at a time, analytics and database
 //! maintenance, for SQLite, PostgreSQL, MySQL / MariaDB and Redis.
 
+pub mod analytics;
+mod catalog;
 pub mod db;
+pub mod maintenance;
 pub mod migrate;
 pub mod schema;
 pub mod store;
