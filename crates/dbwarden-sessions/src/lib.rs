@@ -5,6 +5,7 @@
 
 pub mod analytics;
 mod catalog;
+pub mod cleanup;
 pub mod db;
 pub mod maintenance;
 pub mod migrate;
@@ -12,6 +13,10 @@ pub mod schema;
 pub mod store;
 pub mod table;
 
+pub use cleanup::{
+    Cleaner, CleanupConfig, CleanupError, CleanupMode, CleanupProgress, CleanupReport, CleanupRun, CleanupStats,
+    LockOutcome, LockPolicy, OrphanRule,
+};
 pub use db::{Backend, DbError, SessionDatabase};
 pub use migrate::{MigrateError, MigrationReport, applied_migrations, migrate, pending_migrations};
 pub use schema::{SchemaConfig, SchemaError, TableName};
