@@ -1124,7 +1124,7 @@ pub async fn health_report(
             "cleanup_not_run",
             Severity::Warn,
             "no finished cleanup run is recorded for this table".to_owned(),
-            "schedule `dbwarden cleanup` (or run `dbwarden maintain --full` daily)",
+            "schedule `dbwarden cleanup` to run every cleanup interval",
         )),
         Some((finished, errors)) => {
             let interval = duration_ms(options.cleanup_interval);

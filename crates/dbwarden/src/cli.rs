@@ -3,10 +3,14 @@
 //! once, here, as `dbwarden: …`.
 
 mod alerts;
+mod analytics;
+mod cleanup;
 mod client;
 mod config;
+mod db;
 mod demo;
 mod fingerprint;
+mod maintain;
 mod metrics;
 mod periodic_logging;
 mod serve;
@@ -51,6 +55,18 @@ enum Command {
     /// Run the server beside an instrumented example application with
     /// generated traffic, on an embedded SQLite file.
     Demo(demo::DemoArgs),
+    /// Session-table analytics: health report, trends, security, overview
+    /// (exit 1 when the health report or security analysis finds problems).
+    Analytics(analytics::AnalyticsArgs),
+    /// Session-table maintenance: analyze, create-indexes, optimize,
+    /// integrity-check, stats, migrate.
+    Db(db::DbArgs),
+    /// The full session-table maintenance cycle, or its status at a glance.
+    Maintain(maintain::MaintainArgs),
+    /// Delete expired, too old or orphaned sessions in small batches, one
+    /// runner at a time, once or as a daemon; or show the table's figures
+    /// (exit 1 when a batch failed or another runner held the lock).
+    Cleanup(cleanup::CleanupArgs),
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -65,6 +81,10 @@ pub(crate) fn main() -> ExitCode {
         Command::Alerts(args) => alerts::run(args),
         Command::EnablePeriodicLogging(args) => periodic_logging::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Analytics(args) => analytics::run(args),
+        Command::Db(args) => db::run(args),
+        Command::Maintain(args) => maintain::run(args),
+        Command::Cleanup(args) => cleanup::run(args),
     };
     match result {
         Ok(code) => code,
