@@ -4,7 +4,6 @@
 
 mod alerts;
 mod analytics;
-mod cleanup;
 mod client;
 mod config;
 mod db;
@@ -63,10 +62,6 @@ enum Command {
     Db(db::DbArgs),
     /// The full session-table maintenance cycle, or its status at a glance.
     Maintain(maintain::MaintainArgs),
-    /// Delete expired, too old or orphaned sessions in small batches, one
-    /// runner at a time, once or as a daemon; or show the table's figures
-    /// (exit 1 when a batch failed or another runner held the lock).
-    Cleanup(cleanup::CleanupArgs),
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -84,7 +79,6 @@ pub(crate) fn main() -> ExitCode {
         Command::Analytics(args) => analytics::run(args),
         Command::Db(args) => db::run(args),
         Command::Maintain(args) => maintain::run(args),
-        Command::Cleanup(args) => cleanup::run(args),
     };
     match result {
         Ok(code) => code,
