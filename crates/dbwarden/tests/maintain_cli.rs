@@ -164,6 +164,8 @@ async fn maintain_full_dry_run_changes_nothing() {
     let planned = &report["create_indexes"]["created"];
     assert_eq!(planned[0]["column"], "expire_date", "{report}");
     assert!(planned[0]["statements"][0].as_str().is_some_and(|s| s.starts_with("CREATE INDEX")));
+    assert_eq!(report["cleanup"]["rows_would_remove"], 2, "{report}");
+    assert_eq!(report["cleanup"]["rows_removed"], 0);
     assert!(report["optimize"]["outcomes"].as_array().is_some_and(Vec::is_empty));
     assert_eq!(report["integrity"]["ok"], true);
     assert!(report["snapshot"].is_null());
@@ -172,11 +174,14 @@ async fn maintain_full_dry_run_changes_nothing() {
     assert_eq!(count(&pool, objects).await, objects_before, "a dry run created a table or index");
     assert_eq!(count(&pool, indexes).await, indexes_before);
 
-    // The real run creates the index, and the health report then finds it.
+    // The real run creates the index, deletes the two expired sessions and records what is left.
     let real = dbwarden(&url, &["maintain", "--full", "--json", "--preset", "django"]);
     assert_eq!(real.status.code(), Some(0), "{}", stderr(&real));
     assert_eq!(count(&pool, indexes).await, indexes_before + 1);
-    assert_eq!(json(&real)["snapshot"]["total"], 3);
+    let real = json(&real);
+    assert_eq!(real["cleanup"]["rows_removed"], 2, "{real}");
+    assert_eq!(real["snapshot"]["total"], 1);
+    assert_eq!(count(&pool, "SELECT COUNT(*) FROM django_session").await, 1);
 }
 
 #[test]

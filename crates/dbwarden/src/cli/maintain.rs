@@ -2,19 +2,21 @@
 //! one command, or the session table's health and statistics at a glance.
 //!
 //! `--full` runs, in order: migrations (dbwarden's own table only; other
-//! frameworks' tables are never altered), the recommended indexes,
-//! optimize, the integrity check and a snapshot for trends. With
-//! `--dry-run` nothing changes: migrations, indexes and optimize list their
-//! statements, the read-only integrity check runs, no snapshot is taken.
-//! Exit 1 when the integrity check or an optimize statement fails (`--full`)
-//! or the health report is not ok (`--status`).
+//! frameworks' tables are never altered), the recommended indexes, one
+//! cleanup run of expired sessions (batched, one runner at a time, with the
+//! `cleanup.*` settings), optimize, the integrity check and a snapshot for
+//! trends. With `--dry-run` nothing changes: migrations, indexes and
+//! optimize list their statements, cleanup counts what it would delete, the
+//! read-only integrity check runs, no snapshot is taken.
+//! Exit 1 when a cleanup batch, the integrity check or an optimize statement
+//! fails (`--full`) or the health report is not ok (`--status`).
 
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Args};
 use dbwarden_sessions::analytics::{self, HealthOptions, HealthReport, HealthStatus, Snapshot};
 use dbwarden_sessions::maintenance::{self, DbStats, IndexReport, IntegrityReport, OptimizeReport};
-use dbwarden_sessions::{Preset, SessionDatabase, SessionTable};
+use dbwarden_sessions::{Cleaner, CleanupConfig, CleanupMode, CleanupReport, Preset, SessionDatabase, SessionTable};
 use serde::Serialize;
 
 use super::analytics::print_health;
@@ -30,7 +32,8 @@ use crate::cli::client::outln;
 pub(crate) struct MaintainArgs {
     #[command(flatten)]
     target: TargetArgs,
-    /// Migrate (dbwarden's table), create indexes, optimize, check integrity, take a snapshot.
+    /// Migrate (dbwarden's table), create indexes, clean up expired sessions, optimize, check integrity,
+    /// take a snapshot.
     #[arg(long)]
     full: bool,
     /// The health report and the table's statistics.
@@ -57,10 +60,11 @@ struct FullReport {
     table: String,
     backend: &'static str,
     dry_run: bool,
-    /// Whether optimize and the integrity check found nothing wrong.
+    /// Whether cleanup, optimize and the integrity check found nothing wrong.
     ok: bool,
     migrate: Option<MigrateOutcome>,
     create_indexes: Option<IndexReport>,
+    cleanup: Option<CleanupReport>,
     optimize: Option<OptimizeReport>,
     integrity: Option<IntegrityReport>,
     snapshot: Option<Snapshot>,
@@ -152,11 +156,12 @@ async fn full(args: &MaintainArgs, db: &SessionDatabase, settings: &dbwarden::se
                 ok: true,
                 migrate,
                 create_indexes: None,
+                cleanup: None,
                 optimize: None,
                 integrity: None,
                 snapshot: None,
                 skipped: vec![Skipped {
-                    step: "create_indexes, optimize, integrity, snapshot",
+                    step: "create_indexes, cleanup, optimize, integrity, snapshot",
                     reason: "the session table does not exist until the migrations run".to_owned(),
                 }],
             };
@@ -166,6 +171,18 @@ async fn full(args: &MaintainArgs, db: &SessionDatabase, settings: &dbwarden::se
         Err(code) => return code,
     };
     let create_indexes = match maintenance::create_indexes(db, &table, dry_run).await {
+        Ok(r) => r,
+        Err(e) => return database_failure(e),
+    };
+    let config = CleanupConfig {
+        batch_size: settings.cleanup.batch_size,
+        pause: settings.cleanup.pause,
+        time_budget: settings.cleanup.time_budget,
+        dry_run,
+        ..CleanupConfig::default()
+    };
+    let cleaner = Cleaner::new(db.clone(), table.clone(), config);
+    let cleanup = match cleaner.run_once(CleanupMode::Expired, &|_| {}).await {
         Ok(r) => r,
         Err(e) => return database_failure(e),
     };
@@ -186,7 +203,7 @@ async fn full(args: &MaintainArgs, db: &SessionDatabase, settings: &dbwarden::se
             Err(e) => return database_failure(e),
         }
     };
-    let ok = optimize.ok && integrity.ok;
+    let ok = cleanup.errors == 0 && optimize.ok && integrity.ok;
     let report = FullReport {
         table: table.display_name().to_owned(),
         backend: table.backend().as_str(),
@@ -194,6 +211,7 @@ async fn full(args: &MaintainArgs, db: &SessionDatabase, settings: &dbwarden::se
         ok,
         migrate,
         create_indexes: Some(create_indexes),
+        cleanup: Some(cleanup),
         optimize: Some(optimize),
         integrity: Some(integrity),
         snapshot,
@@ -216,6 +234,22 @@ fn print_full(args: &MaintainArgs, report: &FullReport) {
     if let Some(r) = &report.create_indexes {
         section("create indexes");
         print_indexes(r);
+    }
+    if let Some(r) = &report.cleanup {
+        section("cleanup");
+        match r.rows_would_remove {
+            Some(n) if r.dry_run => line("would remove", format!("{n} expired session(s)")),
+            _ => line("removed", format!("{} expired session(s) in {} batch(es)", r.rows_removed, r.batches)),
+        }
+        if r.errors > 0 {
+            line("failed batches", r.errors);
+        }
+        if let dbwarden_sessions::LockOutcome::Skipped { held_by } = &r.lock {
+            line(
+                "skipped",
+                format!("another runner holds the lock ({})", held_by.as_deref().unwrap_or("host unknown")),
+            );
+        }
     }
     if let Some(r) = &report.optimize {
         section("optimize");
