@@ -12,7 +12,7 @@ use dbwarden_sessions::analytics::{
 };
 use dbwarden_sessions::maintenance::create_indexes;
 use dbwarden_sessions::store::UnknownIdBucket;
-use seed::{DAY, DbwardenTable, DjangoTable, HOUR, MINUTE, NOW, Session, exec, now};
+use seed::{DAY, DbwardenTable, DjangoTable, HOUR, MINUTE, NOW, RailsTable, Session, exec, now};
 
 async fn seed_overview(t: &DbwardenTable) {
     // Live sessions, one per age and idle bucket; u1 has three, u2 one, one anonymous.
@@ -245,6 +245,37 @@ async fn check_health_on_dbwarden(backend: Backend) {
     t.drop().await;
 }
 
+async fn check_overview_on_rails(backend: Backend) {
+    // Date-time columns and expiry by 30 days of idleness.
+    let t = RailsTable::new(backend).await;
+    t.insert("a", NOW - 30 * MINUTE, NOW - 2 * MINUTE, "x").await;
+    t.insert("b", NOW - 5 * HOUR, NOW - 10 * MINUTE, "x").await;
+    t.insert("c", NOW - 40 * DAY, NOW - 31 * DAY, "x").await;
+    t.insert("d", NOW - 3 * DAY, NOW - 2 * DAY, "x").await;
+    let o = overview(&t.db, &t.table, now(), 10).await.expect("overview");
+    assert_eq!((o.total, o.active, o.expired), (4, 3, 1));
+    let counts = |b: &Option<Vec<analytics::Bucket>>| -> Vec<i64> {
+        b.as_ref().expect("distribution").iter().map(|b| b.count).collect()
+    };
+    assert_eq!(counts(&o.age_distribution), [1, 1, 1, 0, 0]);
+    assert_eq!(counts(&o.idle_distribution), [1, 1, 0, 0, 1]);
+    let nonzero = |points: &Option<Vec<analytics::TimePoint>>| -> Vec<(usize, i64)> {
+        points
+            .as_ref()
+            .expect("series")
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.count > 0)
+            .map(|(i, p)| (i, p.count))
+            .collect()
+    };
+    assert_eq!(nonzero(&o.created_per_hour), [(42, 1), (47, 1)]);
+    assert_eq!(nonzero(&o.created_per_day), [(26, 1), (29, 2)]);
+    let parts: Vec<&str> = o.unavailable.iter().map(|u| u.part).collect();
+    assert_eq!(parts, ["users"]);
+    t.drop().await;
+}
+
 macro_rules! backends {
     ($($check:ident),*) => {
         mod sqlite { use super::*; $( #[tokio::test] async fn $check() { super::$check(Backend::Sqlite).await } )* }
@@ -253,4 +284,11 @@ macro_rules! backends {
     };
 }
 
-backends!(check_overview, check_snapshots_and_trends, check_security, check_health_on_django, check_health_on_dbwarden);
+backends!(
+    check_overview,
+    check_overview_on_rails,
+    check_snapshots_and_trends,
+    check_security,
+    check_health_on_django,
+    check_health_on_dbwarden
+);

@@ -6,7 +6,7 @@ mod seed;
 
 use dbwarden_sessions::Backend;
 use dbwarden_sessions::maintenance::{analyze, create_indexes, integrity_check, optimize, optimize_statements, stats};
-use seed::{DAY, DbwardenTable, DjangoTable, HOUR, MINUTE, NOW, Session, exec, now};
+use seed::{DAY, DbwardenTable, DjangoTable, HOUR, MINUTE, NOW, RailsTable, Session, exec, now};
 
 async fn check_analyze_and_stats(backend: Backend) {
     let t = DbwardenTable::new(backend).await;
@@ -162,6 +162,20 @@ async fn check_integrity_on_django(backend: Backend) {
     t.drop().await;
 }
 
+async fn check_integrity_on_rails(backend: Backend) {
+    let t = RailsTable::new(backend).await;
+    t.insert("good", NOW - HOUR, NOW - MINUTE, "x").await;
+    t.insert("seen_first", NOW - HOUR, NOW - 2 * HOUR, "x").await;
+    t.insert("empty", NOW - HOUR, NOW, "").await;
+    let report = integrity_check(&t.db, &t.table).await.expect("check");
+    let counts: Vec<(&str, i64)> = report.consistency.iter().map(|c| (c.code, c.count)).collect();
+    assert_eq!(counts, [("last_seen_before_created", 1), ("empty_data", 1)]);
+    assert!(!report.ok);
+    let missing: Vec<&str> = report.unavailable.iter().map(|u| u.part).collect();
+    assert!(missing.contains(&"expires_before_created"), "{missing:?}");
+    t.drop().await;
+}
+
 macro_rules! backends {
     ($($check:ident),*) => {
         mod sqlite { use super::*; $( #[tokio::test] async fn $check() { super::$check(Backend::Sqlite).await } )* }
@@ -176,5 +190,6 @@ backends!(
     check_dbwarden_indexes_present,
     check_optimize,
     check_integrity,
-    check_integrity_on_django
+    check_integrity_on_django,
+    check_integrity_on_rails
 );

@@ -220,3 +220,54 @@ impl DjangoTable {
         exec(&self.db, &format!("DROP TABLE IF EXISTS {}", self.name), &[]).await;
     }
 }
+
+/// A Rails-layout session table (activerecord-session_store: `created_at`,
+/// `updated_at`, expiry by idle time) only this test uses.
+pub struct RailsTable {
+    pub db: SessionDatabase,
+    pub name: String,
+    pub table: SessionTable,
+    pub _dir: Option<tempfile::TempDir>,
+}
+
+impl RailsTable {
+    pub async fn new(backend: Backend) -> RailsTable {
+        let (db, dir) = database(backend).await;
+        let name = support::unique_name("rails_sessions");
+        let (id, time) = match backend {
+            Backend::Postgres => ("BIGSERIAL PRIMARY KEY", "TIMESTAMP(6) WITHOUT TIME ZONE"),
+            Backend::MySql => ("BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY", "DATETIME(6)"),
+            Backend::Sqlite => ("INTEGER PRIMARY KEY AUTOINCREMENT", "DATETIME"),
+        };
+        exec(
+            &db,
+            &format!(
+                "CREATE TABLE {name} (id {id}, session_id VARCHAR(255) NOT NULL, data TEXT, \
+                 created_at {time} NOT NULL, updated_at {time} NOT NULL)"
+            ),
+            &[],
+        )
+        .await;
+        let mapping = TableMapping { table: name.clone(), ..Preset::Rails.mapping(backend) };
+        let table = SessionTable::verify(&db, mapping).await.expect("verify rails table");
+        RailsTable { db, name, table, _dir: dir }
+    }
+
+    /// Inserts a session created and last updated at the given epoch ms.
+    pub async fn insert(&self, key: &str, created: i64, updated: i64, data: &str) {
+        // Rails writes UTC wall-clock times with microseconds.
+        let at = match self.db.backend() {
+            Backend::Postgres => "(to_timestamp(?::float8 / 1000) AT TIME ZONE 'UTC')",
+            Backend::MySql => "FROM_UNIXTIME(? / 1000)",
+            Backend::Sqlite => "strftime('%Y-%m-%d %H:%M:%f', ? / 1000.0, 'unixepoch')",
+        };
+        let sql =
+            format!("INSERT INTO {} (session_id, data, created_at, updated_at) VALUES (?, ?, {at}, {at})", self.name);
+        exec(&self.db, &sql, &[V::S(Some(key.to_owned())), V::S(Some(data.to_owned())), V::I(created), V::I(updated)])
+            .await;
+    }
+
+    pub async fn drop(self) {
+        exec(&self.db, &format!("DROP TABLE IF EXISTS {}", self.name), &[]).await;
+    }
+}
