@@ -23,6 +23,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::fingerprint::Fingerprint;
+use crate::route::RouteHandle;
 
 /// Distinct fingerprints tallied per request; statements past this many
 /// distinct fingerprints still count toward database time and statement
@@ -43,14 +44,46 @@ pub struct StatementTally {
     pub total: Duration,
 }
 
+/// Ids up to this long are kept inside the context rather than in an
+/// allocation of their own (a generated, UUID-shaped id is 36 bytes).
+const INLINE_ID: usize = 48;
+
+/// A request id, inline when short.
+enum IdText {
+    Inline { len: u8, bytes: [u8; INLINE_ID] },
+    Heap(Box<str>),
+}
+
+impl IdText {
+    /// `id` cut to [`MAX_LABEL`] bytes at a character boundary.
+    fn new(id: &str) -> IdText {
+        let id = cut_str(id, MAX_LABEL);
+        match u8::try_from(id.len()) {
+            Ok(len) if id.len() <= INLINE_ID => {
+                let mut bytes = [0; INLINE_ID];
+                bytes[..id.len()].copy_from_slice(id.as_bytes());
+                IdText::Inline { len, bytes }
+            }
+            _ => IdText::Heap(id.into()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // The bytes were copied from a `str` whole, so they are UTF-8.
+            IdText::Inline { len, bytes } => std::str::from_utf8(&bytes[..usize::from(*len)]).unwrap_or(""),
+            IdText::Heap(id) => id,
+        }
+    }
+}
+
 /// What dbwarden knows about one HTTP request while it runs.
 ///
 /// Created by the request-tracking layer, shared through [`with_request`],
 /// read by [`crate::Monitor::finish_request`] at the end.
 pub struct RequestContext {
-    request_id: String,
-    method: String,
-    route: String,
+    request_id: IdText,
+    route: RouteHandle,
     db_nanos: AtomicU64,
     db_queries: AtomicU32,
     tallies: Mutex<Vec<StatementTally>>,
@@ -58,17 +91,20 @@ pub struct RequestContext {
 
 impl RequestContext {
     /// A context for the request `request_id`, matched to `route` (the route
-    /// template such as `/users/{id}`, never the raw path).
+    /// template such as `/users/{id}`, never the raw path). The monitor that
+    /// finishes it looks the route up by name; [`RequestContext::with_route`]
+    /// spares that lookup.
     pub fn new(request_id: impl Into<String>, method: &str, route: &str) -> Arc<RequestContext> {
-        let mut request_id = request_id.into();
-        cut(&mut request_id, MAX_LABEL);
-        let mut route = route.to_owned();
-        cut(&mut route, MAX_LABEL);
-        let mut method = method.to_owned();
-        cut(&mut method, 16);
+        RequestContext::with_route(&request_id.into(), RouteHandle::unbound(method, route))
+    }
+
+    /// A context for the request `request_id` to the route `route`, resolved
+    /// once with [`crate::Monitor::route`]. The id is cut to 256 bytes at a
+    /// character boundary; a short one (up to 48 bytes) costs no allocation
+    /// beyond the context itself.
+    pub fn with_route(request_id: &str, route: RouteHandle) -> Arc<RequestContext> {
         Arc::new(RequestContext {
-            request_id,
-            method,
+            request_id: IdText::new(request_id),
             route,
             db_nanos: AtomicU64::new(0),
             db_queries: AtomicU32::new(0),
@@ -78,16 +114,21 @@ impl RequestContext {
 
     /// The request's id.
     pub fn request_id(&self) -> &str {
-        &self.request_id
+        self.request_id.as_str()
     }
 
     /// The HTTP method.
     pub fn method(&self) -> &str {
-        &self.method
+        self.route.method()
     }
 
     /// The route template.
     pub fn route(&self) -> &str {
+        self.route.route()
+    }
+
+    /// The route, as resolved (or named) when the context was made.
+    pub fn route_handle(&self) -> &RouteHandle {
         &self.route
     }
 
@@ -123,9 +164,9 @@ impl RequestContext {
 impl fmt::Debug for RequestContext {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestContext")
-            .field("request_id", &self.request_id)
-            .field("method", &self.method)
-            .field("route", &self.route)
+            .field("request_id", &self.request_id())
+            .field("method", &self.method())
+            .field("route", &self.route())
             .field("db_time", &self.db_time())
             .field("db_queries", &self.db_queries())
             .finish()
@@ -293,14 +334,91 @@ pub fn with_operation<F: Future>(context: Arc<OperationContext>, future: F) -> W
     WithContext { held: Held::Operation(Some(context)), future: Box::pin(future) }
 }
 
-fn cut(s: &mut String, max: usize) {
-    if s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
+/// A request made current around each poll of a future that its owner
+/// polls itself: what [`with_request`] does, for a wrapper that keeps the
+/// future inline (pinned in place) rather than boxed.
+///
+/// ```
+/// use std::sync::Arc;
+/// use dbwarden_core::context::{RequestScope, current_request};
+/// use dbwarden_core::RequestContext;
+///
+/// let mut scope = RequestScope::new(RequestContext::new("req-7", "GET", "/users/{id}"));
+/// {
+///     let _entered = scope.enter();
+///     // Poll the request's future here.
+///     assert_eq!(current_request().map(|c| c.request_id().to_owned()).as_deref(), Some("req-7"));
+/// }
+/// assert!(current_request().is_none());
+/// assert_eq!(scope.context().request_id(), "req-7");
+/// ```
+pub struct RequestScope {
+    context: Arc<RequestContext>,
+}
+
+impl RequestScope {
+    /// A scope for `context`, not yet entered.
+    pub fn new(context: Arc<RequestContext>) -> RequestScope {
+        RequestScope { context }
     }
+
+    /// Makes the request current until the returned guard is dropped, which
+    /// puts back whatever was current before (also when a poll panics).
+    pub fn enter(&mut self) -> EnteredScope<'_> {
+        let mut displaced = Held::Request(Some(self.context.clone()));
+        displaced.swap();
+        EnteredScope { displaced, _scope: std::marker::PhantomData }
+    }
+
+    /// The scope's request.
+    pub fn context(&self) -> &Arc<RequestContext> {
+        &self.context
+    }
+}
+
+impl fmt::Debug for RequestScope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RequestScope").field("context", &self.context).finish()
+    }
+}
+
+/// A [`RequestScope`] entered: its request is current until this is dropped.
+#[must_use = "the request is current only while this guard lives"]
+pub struct EnteredScope<'a> {
+    /// What was current before the scope was entered.
+    displaced: Held,
+    /// Entering borrows the scope mutably, so it cannot be entered twice at
+    /// once.
+    _scope: std::marker::PhantomData<&'a mut RequestScope>,
+}
+
+impl Drop for EnteredScope<'_> {
+    fn drop(&mut self) {
+        self.displaced.swap();
+    }
+}
+
+impl fmt::Debug for EnteredScope<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EnteredScope").finish_non_exhaustive()
+    }
+}
+
+fn cut(s: &mut String, max: usize) {
+    let len = cut_str(s, max).len();
+    s.truncate(len);
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+fn cut_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]

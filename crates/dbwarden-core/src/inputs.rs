@@ -111,16 +111,38 @@ impl Monitor {
     /// every fingerprint the request ran at least `n_plus_one_min_count`
     /// times for more than `n_plus_one_min_total` in all as an N+1 pattern.
     /// Pair with [`Monitor::request_started`].
+    ///
+    /// A context made with a [`crate::RouteHandle`] of this monitor records
+    /// without any lookup; any other looks its route up by name.
     pub fn finish_request(&self, context: &RequestContext, status: u16, duration: Duration) {
-        self.record_request(&RequestRecord {
+        let db_queries = context.db_queries();
+        let record = RequestRecord {
             route: context.route(),
             method: context.method(),
             status,
             duration,
-            request_id: Some(context.request_id()),
+            // Read only for the slow-request log.
+            request_id: None,
             db_time: context.db_time(),
-            db_queries: context.db_queries(),
-        });
+            db_queries,
+        };
+        let slow = match context.route_handle().stats_in(&self.inner.routes) {
+            Some(route) => self.record_request_in(route, &record),
+            None => self.record_request_in(&self.inner.routes.stats(record.method, record.route), &record),
+        };
+        if slow {
+            self.log_slow_request(&RequestRecord { request_id: Some(context.request_id()), ..record });
+        }
+        if db_queries == 0 {
+            // No statement, no tally: nothing can be an N+1 pattern.
+            return;
+        }
+        self.report_n_plus_one(context);
+    }
+
+    /// Reports every fingerprint `context` ran often and long enough as an
+    /// N+1 pattern.
+    fn report_n_plus_one(&self, context: &RequestContext) {
         let thresholds = self.thresholds();
         let (min_count, min_total) = (thresholds.n_plus_one_min_count, thresholds.n_plus_one_min_total);
         let findings: Vec<NPlusOneEvent> = context

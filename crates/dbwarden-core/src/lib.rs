@@ -67,6 +67,7 @@ mod monitor;
 mod patterns;
 mod queries;
 mod rates;
+pub mod route;
 pub mod redact;
 mod report;
 pub mod ring;
@@ -104,6 +105,7 @@ pub use report::{
     PerformanceTiming, PoolMetrics, PoolReport, QueryMetrics, RecoveryMetrics, RequestMetrics, RouteStat,
     SessionMetrics, WindowRates,
 };
+pub use route::RouteHandle;
 pub use rules::default_rules;
 pub use signal::{Signal, TimedOperation, Window};
 pub use trend::TrendPoint;

@@ -27,6 +27,7 @@ use crate::keyed::KeyedStats;
 use crate::patterns::ErrorPatterns;
 use crate::queries::{Execution, PreparedQuery, QueryStats};
 use crate::rates::{RateHistory, WindowDelta};
+use crate::route::{RouteStats, RouteTable};
 use crate::redact::redact_message;
 use crate::ring::Ring;
 use crate::rules::default_rules;
@@ -288,7 +289,7 @@ pub(crate) struct Inner {
     pub(crate) peak_in_flight: AtomicI64,
     pub(crate) histograms: Histograms,
     pub(crate) queries: QueryStats,
-    pub(crate) routes: KeyedStats<RouteKey>,
+    pub(crate) routes: RouteTable,
     pub(crate) operations: KeyedStats<String>,
     /// Named units of work (`with_operation`), apart from recovered ones.
     pub(crate) named_operations: KeyedStats<String>,
@@ -397,7 +398,7 @@ impl MonitorBuilder {
         Ok(Monitor {
             inner: Arc::new(Inner {
                 queries: QueryStats::new(config.top_queries, config.fingerprint_cache, now),
-                routes: KeyedStats::new(config.top_routes),
+                routes: RouteTable::new(config.top_routes),
                 operations: KeyedStats::new(config.top_operations),
                 named_operations: KeyedStats::new(config.top_operations),
                 checkouts: Registry::new(config.tracked_checkouts),
@@ -832,39 +833,54 @@ impl Monitor {
         }
     }
 
-    /// An HTTP request finished.
+    /// An HTTP request finished. Looks its route up by name; the
+    /// request-tracking layer records through a [`crate::RouteHandle`]
+    /// instead, which needs no lookup.
     pub fn record_request(&self, request: &RequestRecord<'_>) {
-        let c = &self.inner.counters;
-        self.inner.in_flight_requests.fetch_sub(1, Ordering::Relaxed);
-        c.inc(Counter::Requests);
+        let route = self.inner.routes.stats(request.method, request.route);
+        if self.record_request_in(&route, request) {
+            self.log_slow_request(request);
+        }
+    }
+
+    /// Records a finished request into `route`, its route's statistics;
+    /// whether it was slow. The caller logs a slow one (with
+    /// [`Monitor::log_slow_request`]), so that the request id is only read
+    /// then.
+    pub(crate) fn record_request_in(&self, route: &RouteStats, request: &RequestRecord<'_>) -> bool {
+        let inner = &*self.inner;
+        let c = &inner.counters;
+        let at = shard_slot(inner.shards);
+        inner.in_flight_requests.fetch_sub(1, Ordering::Relaxed);
+        c.add_in(at, Counter::Requests, 1);
         let failed = request.status >= 500;
         if failed {
-            c.inc(Counter::RequestErrors);
+            c.add_in(at, Counter::RequestErrors, 1);
         }
-        let slow = HotThresholds::is_slow(&self.inner.hot.slow_request_ns, request.duration);
+        let duration_ns = nanos(request.duration);
+        let slow = duration_ns >= inner.hot.slow_request_ns.load(Ordering::Relaxed);
         if slow {
-            c.inc(Counter::SlowRequests);
+            c.add_in(at, Counter::SlowRequests, 1);
         }
-        if HotThresholds::is_slow(&self.inner.hot.request_timeout_ns, request.duration) {
-            c.inc(Counter::TimedOutRequests);
+        if duration_ns >= inner.hot.request_timeout_ns.load(Ordering::Relaxed) {
+            c.add_in(at, Counter::TimedOutRequests, 1);
         }
-        self.inner.histograms.request.record(request.duration);
-        let key = RouteKey { method: truncate(request.method, 16), route: truncate(request.route, 256) };
-        let entry = self.inner.routes.entry(&key);
-        entry.record(request.duration, failed, slow);
-        entry.extra_ns.fetch_add(nanos(request.db_time), Ordering::Relaxed);
-        entry.extra_count.fetch_add(u64::from(request.db_queries), Ordering::Relaxed);
-        if slow {
-            tracing::warn!(
-                target: "dbwarden",
-                method = request.method,
-                route = request.route,
-                status = request.status,
-                request_id = request.request_id.unwrap_or("-"),
-                duration_ms = request.duration.as_secs_f64() * 1000.0,
-                "slow request"
-            );
-        }
+        inner.histograms.request.record_ns_at(at, duration_ns);
+        route.record(at, duration_ns, failed, slow, nanos(request.db_time), request.db_queries);
+        slow
+    }
+
+    #[cold]
+    pub(crate) fn log_slow_request(&self, request: &RequestRecord<'_>) {
+        tracing::warn!(
+            target: "dbwarden",
+            method = request.method,
+            route = request.route,
+            status = request.status,
+            request_id = request.request_id.unwrap_or("-"),
+            duration_ms = request.duration.as_secs_f64() * 1000.0,
+            "slow request"
+        );
     }
 
     /// A cleanup run finished.

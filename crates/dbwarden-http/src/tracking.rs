@@ -38,15 +38,16 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
 
 use axum::extract::MatchedPath;
-use dbwarden_core::Monitor;
-use dbwarden_core::context::{RequestContext, WithContext, with_request};
-use http::{HeaderName, HeaderValue, Request, Response};
+use dbwarden_core::context::{RequestContext, RequestScope};
+use dbwarden_core::{Monitor, RouteHandle};
+use http::{HeaderName, HeaderValue, Method, Request, Response};
+use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
 /// The route recorded for requests that matched no route.
@@ -116,16 +117,25 @@ pub fn is_valid_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'/' | b'+' | b'=' | b'@'))
 }
 
+/// The length of a generated request id.
+const GENERATED_ID_LEN: usize = 36;
+
 /// A fresh request id shaped like a version-4 UUID
 /// (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`).
 ///
 /// Unique within the process (a counter goes into it, through a bijective
 /// mix) and different from one process to the next (the mix is keyed with
-/// random seeds); not meant as a secret. Cheap: no hashing of strings, no
-/// formatting machinery, one allocation.
+/// random seeds); not meant as a secret.
 pub fn generate_request_id() -> String {
+    let mut buffer = [0; GENERATED_ID_LEN];
+    write_request_id(&mut buffer).to_owned()
+}
+
+/// Writes a fresh id (see [`generate_request_id`]) into `out`: no hashing of
+/// strings, no formatting machinery, no allocation.
+fn write_request_id(out: &mut [u8; GENERATED_ID_LEN]) -> &str {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    static SEEDS: std::sync::OnceLock<(u64, u64)> = std::sync::OnceLock::new();
+    static SEEDS: OnceLock<(u64, u64)> = OnceLock::new();
     let (a, b) = *SEEDS.get_or_init(|| {
         let keys = RandomState::new();
         let mut h = keys.build_hasher();
@@ -137,15 +147,26 @@ pub fn generate_request_id() -> String {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let hi = (splitmix64(a.wrapping_add(n)) & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
     let lo = (splitmix64(b ^ n.rotate_left(29)) & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(36);
-    for (i, nibble) in
-        (0..32).map(|i| if i < 16 { (hi >> (60 - 4 * i)) & 0xf } else { (lo >> (60 - 4 * (i - 16))) & 0xf }).enumerate()
-    {
-        if matches!(i, 8 | 12 | 16 | 20) {
-            out.push('-');
+    let (hi, lo) = (hex16(hi), hex16(lo));
+    // 8-4-4-4-12 digits.
+    let groups: [(&[u8], usize); 5] = [(&hi[..8], 0), (&hi[8..12], 9), (&hi[12..], 14), (&lo[..4], 19), (&lo[4..], 24)];
+    out.fill(b'-');
+    for (digits, at) in groups {
+        if let Some(place) = out.get_mut(at..at + digits.len()) {
+            place.copy_from_slice(digits);
         }
-        out.push(char::from(HEX[nibble as usize]));
+    }
+    // Hex digits and dashes only.
+    std::str::from_utf8(out).unwrap_or_default()
+}
+
+/// `v` as 16 lowercase hex digits, a byte (two digits) at a time.
+fn hex16(v: u64) -> [u8; 16] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0; 16];
+    for (pair, byte) in out.chunks_exact_mut(2).zip(v.to_be_bytes()) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0xf)];
     }
     out
 }
@@ -162,35 +183,47 @@ fn splitmix64(mut z: u64) -> u64 {
 /// docs](self).
 #[derive(Clone)]
 pub struct RequestTrackingLayer {
+    shared: Arc<Shared>,
+}
+
+/// What every service made by one layer shares. axum clones a route's
+/// service for every request, so this is one reference count to clone.
+struct Shared {
     monitor: Monitor,
     header: HeaderName,
+    routes: RouteCache,
+}
+
+impl Shared {
+    fn new(monitor: Monitor, header: HeaderName) -> Arc<Shared> {
+        Arc::new(Shared { monitor, header, routes: RouteCache::new() })
+    }
 }
 
 impl RequestTrackingLayer {
     /// A layer recording into `monitor`, reading and echoing request ids in
     /// `x-request-id`.
     pub fn new(monitor: Monitor) -> Self {
-        RequestTrackingLayer { monitor, header: REQUEST_ID_HEADER }
+        RequestTrackingLayer { shared: Shared::new(monitor, REQUEST_ID_HEADER) }
     }
 
     /// Reads and echoes request ids in `header` instead of `x-request-id`
     /// (e.g. `x-correlation-id`).
-    pub fn request_id_header(mut self, header: HeaderName) -> Self {
-        self.header = header;
-        self
+    pub fn request_id_header(self, header: HeaderName) -> Self {
+        RequestTrackingLayer { shared: Shared::new(self.shared.monitor.clone(), header) }
     }
 
     /// The monitor requests are recorded into.
     pub fn monitor(&self) -> &Monitor {
-        &self.monitor
+        &self.shared.monitor
     }
 }
 
 impl fmt::Debug for RequestTrackingLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestTrackingLayer")
-            .field("monitor", &self.monitor.name())
-            .field("header", &self.header)
+            .field("monitor", &self.shared.monitor.name())
+            .field("header", &self.shared.header)
             .finish()
     }
 }
@@ -199,23 +232,113 @@ impl<S> Layer<S> for RequestTrackingLayer {
     type Service = RequestTracking<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestTracking { inner, monitor: self.monitor.clone(), header: self.header.clone() }
+        RequestTracking { inner, shared: self.shared.clone() }
     }
+}
+
+/// Slots in a layer's cache of resolved routes: far more than the
+/// (standard method, route template) pairs of most applications.
+const ROUTE_CACHE_SLOTS: usize = 256;
+
+/// Slots looked at for one pair before giving up on the cache.
+const ROUTE_CACHE_PROBES: usize = 16;
+
+/// The route handles a layer has resolved, by method and matched path: a
+/// fixed open-addressed table whose slots are filled once and never change,
+/// so a lookup is a few loads and a comparison of the path, with no lock.
+/// Only the nine standard methods are cached (the pairs are then bounded by
+/// the application's routes); a pair that finds no free slot, or an
+/// extension method, is resolved in the monitor on every request, which is
+/// correct, only slower.
+struct RouteCache {
+    slots: Box<[OnceLock<CachedRoute>]>,
+}
+
+struct CachedRoute {
+    method: Method,
+    path: Box<str>,
+    handle: RouteHandle,
+}
+
+impl RouteCache {
+    fn new() -> Self {
+        RouteCache { slots: (0..ROUTE_CACHE_SLOTS).map(|_| OnceLock::new()).collect() }
+    }
+
+    /// The handle of `path` (a route template) under `method` in `monitor`.
+    fn handle(&self, monitor: &Monitor, method: &Method, path: &str) -> RouteHandle {
+        let start = slot_hash(method.as_str(), path);
+        for probe in 0..ROUTE_CACHE_PROBES {
+            let Some(slot) = self.slots.get((start + probe) % ROUTE_CACHE_SLOTS) else { break };
+            match slot.get() {
+                Some(cached) if cached.method == method && &*cached.path == path => return cached.handle.clone(),
+                Some(_) => {}
+                None => {
+                    let handle = monitor.route(method.as_str(), path);
+                    if is_standard(method) {
+                        // Another thread may have filled the slot meanwhile;
+                        // then this pair is cached at a later lookup.
+                        let _ =
+                            slot.set(CachedRoute { method: method.clone(), path: path.into(), handle: handle.clone() });
+                    }
+                    return handle;
+                }
+            }
+        }
+        monitor.route(method.as_str(), path)
+    }
+}
+
+/// Whether `method` is one of the nine methods of RFC 9110 and 5789.
+fn is_standard(method: &Method) -> bool {
+    [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::HEAD,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ]
+    .contains(method)
+}
+
+/// Where the probe for a (method, path) pair starts: a multiplicative hash
+/// of the path eight bytes at a time, seeded with the method's length and
+/// first letter (which tell the standard methods apart but for PUT and
+/// POST's lengths, enough for a start).
+fn slot_hash(method: &str, path: &str) -> usize {
+    const K: u64 = 0x9e37_79b9_7f4a_7c15;
+    let seed = (method.len() as u64) << 8 | u64::from(method.as_bytes().first().copied().unwrap_or(0));
+    let mut h = (seed ^ (path.len() as u64) << 16).wrapping_mul(K);
+    let mut chunks = path.as_bytes().chunks_exact(8);
+    for chunk in &mut chunks {
+        let mut word = [0; 8];
+        word.copy_from_slice(chunk);
+        h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    let mut word = [0; 8];
+    for (w, b) in word.iter_mut().zip(chunks.remainder()) {
+        *w = *b;
+    }
+    h = (h.rotate_left(23) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    (h >> 32) as usize % ROUTE_CACHE_SLOTS
 }
 
 /// The service made by [`RequestTrackingLayer`].
 #[derive(Clone)]
 pub struct RequestTracking<S> {
     inner: S,
-    monitor: Monitor,
-    header: HeaderName,
+    shared: Arc<Shared>,
 }
 
 impl<S> fmt::Debug for RequestTracking<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestTracking")
-            .field("monitor", &self.monitor.name())
-            .field("header", &self.header)
+            .field("monitor", &self.shared.monitor.name())
+            .field("header", &self.shared.header)
             .finish_non_exhaustive()
     }
 }
@@ -234,36 +357,37 @@ where
 
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let started = Instant::now();
-        let incoming =
-            request.headers().get(&self.header).filter(|v| v.to_str().is_ok_and(is_valid_request_id)).cloned();
-        let (id, header_value) = match incoming {
+        let shared = &self.shared;
+        let path = request.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+        let route = shared.routes.handle(&shared.monitor, request.method(), path);
+        let incoming = request
+            .headers()
+            .get(&shared.header)
+            .and_then(|value| value.to_str().ok().filter(|id| is_valid_request_id(id)).map(|id| (id, value)));
+        let (context, header_value) = match incoming {
             // Echo the very header value (a cheap clone of shared bytes).
-            Some(value) => (value.to_str().map(str::to_owned).unwrap_or_default(), Some(value)),
+            Some((id, value)) => (RequestContext::with_route(id, route), Some(value.clone())),
             None => {
-                let id = generate_request_id();
-                // Hex digits and dashes: always a valid header value.
-                let value = HeaderValue::from_str(&id).ok();
-                (id, value)
+                let mut buffer = [0; GENERATED_ID_LEN];
+                let id = write_request_id(&mut buffer);
+                (RequestContext::with_route(id, route), HeaderValue::from_str(id).ok())
             }
         };
-        let route = request.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
-        let context = RequestContext::new(id, request.method().as_str(), route);
         request.extensions_mut().insert(RequestId(context.clone()));
 
-        self.monitor.request_started();
-        let guard = InFlight { monitor: self.monitor.clone(), context: context.clone(), started, finished: false };
+        shared.monitor.request_started();
+        let guard = InFlight { shared: shared.clone(), scope: RequestScope::new(context), started, finished: false };
         // `poll_ready` readied this very `inner`, and the returned future
         // does not borrow it, so no clone of the service is needed.
-        let future = with_request(context, self.inner.call(request));
-        ResponseFuture { future, guard, header: self.header.clone(), header_value }
+        ResponseFuture { future: self.inner.call(request), guard, header_value }
     }
 }
 
 /// Records the end of one request exactly once: when it answers, or, if it
 /// never does, when its future is dropped.
 struct InFlight {
-    monitor: Monitor,
-    context: Arc<RequestContext>,
+    shared: Arc<Shared>,
+    scope: RequestScope,
     started: Instant,
     finished: bool,
 }
@@ -272,8 +396,7 @@ impl InFlight {
     fn finish(&mut self, status: u16) {
         if !self.finished {
             self.finished = true;
-            let duration: Duration = self.started.elapsed();
-            self.monitor.finish_request(&self.context, status, duration);
+            self.shared.monitor.finish_request(self.scope.context(), status, self.started.elapsed());
         }
     }
 }
@@ -283,10 +406,11 @@ impl Drop for InFlight {
         if !self.finished {
             let status = if std::thread::panicking() { PANICKED_STATUS } else { CANCELLED_STATUS };
             if status == CANCELLED_STATUS {
+                let context = self.scope.context();
                 tracing::debug!(
                     target: "dbwarden",
-                    request_id = self.context.request_id(),
-                    route = self.context.route(),
+                    request_id = context.request_id(),
+                    route = context.route(),
                     "request cancelled before it answered"
                 );
             }
@@ -295,18 +419,23 @@ impl Drop for InFlight {
     }
 }
 
-/// The future of a tracked request.
-#[must_use = "futures do nothing unless polled"]
-pub struct ResponseFuture<F> {
-    future: WithContext<F>,
-    guard: InFlight,
-    header: HeaderName,
-    header_value: Option<HeaderValue>,
+pin_project! {
+    /// The future of a tracked request: the inner service's future, kept in
+    /// place (not boxed), with the request made current around each poll.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F> {
+        // Declared first so that it is dropped before the request is
+        // recorded as cancelled, as a wrapped future would be.
+        #[pin]
+        future: F,
+        guard: InFlight,
+        header_value: Option<HeaderValue>,
+    }
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ResponseFuture").field("request", &self.guard.context).finish_non_exhaustive()
+        f.debug_struct("ResponseFuture").field("request", self.guard.scope.context()).finish_non_exhaustive()
     }
 }
 
@@ -317,17 +446,20 @@ where
     type Output = Result<Response<ResBody>, E>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        match Pin::new(&mut this.future).poll(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(mut response)) => {
+        let this = self.project();
+        let output = {
+            let _entered = this.guard.scope.enter();
+            ready!(this.future.poll(cx))
+        };
+        match output {
+            Ok(mut response) => {
                 this.guard.finish(response.status().as_u16());
                 if let Some(value) = this.header_value.take() {
-                    response.headers_mut().insert(this.header.clone(), value);
+                    response.headers_mut().insert(&this.guard.shared.header, value);
                 }
                 Poll::Ready(Ok(response))
             }
-            Poll::Ready(Err(error)) => {
+            Err(error) => {
                 // The service failed without a response; whatever the
                 // server makes of it, the client sees no success.
                 this.guard.finish(500);
@@ -365,5 +497,28 @@ mod tests {
         }
         let distinct: std::collections::HashSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[test]
+    fn the_route_cache_resolves_each_pair_once_and_tells_pairs_apart() {
+        let monitor = Monitor::new();
+        let cache = RouteCache::new();
+        let get_a = cache.handle(&monitor, &Method::GET, "/a/{id}");
+        assert_eq!((get_a.method(), get_a.route()), ("GET", "/a/{id}"));
+        let again = cache.handle(&monitor, &Method::GET, "/a/{id}");
+        assert_eq!((again.method(), again.route()), ("GET", "/a/{id}"));
+        let post_a = cache.handle(&monitor, &Method::POST, "/a/{id}");
+        assert_eq!((post_a.method(), post_a.route()), ("POST", "/a/{id}"));
+        let custom = Method::from_bytes(b"PURGE").expect("a valid extension method");
+        assert_eq!(cache.handle(&monitor, &custom, "/a/{id}").method(), "PURGE");
+        // Far more pairs than slots: every one still resolves to itself.
+        for i in 0..(2 * ROUTE_CACHE_SLOTS) {
+            let path = format!("/route/{i}");
+            let handle = cache.handle(&monitor, &Method::GET, &path);
+            assert_eq!(handle.route(), path);
+            assert_eq!(cache.handle(&monitor, &Method::GET, &path).route(), path);
+        }
+        assert!(cache.slots.iter().all(|s| s.get().is_some()), "a full cache");
+        assert_eq!(cache.handle(&monitor, &Method::GET, "/a/{id}").route(), "/a/{id}");
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use dbwarden_core::{Monitor, RouteStat, Thresholds};
+use dbwarden_core::{Monitor, MonitorConfig, ResetScope, RouteStat, Thresholds};
 use dbwarden_http::tracking::{CANCELLED_STATUS, UNMATCHED_ROUTE, generate_request_id};
 use dbwarden_http::{RequestId, RequestTrackingLayer};
 use http::{Request, StatusCode};
@@ -307,4 +307,47 @@ async fn a_panicking_handler_is_a_server_error_and_leaves_the_in_flight_count() 
     assert_eq!((requests.in_flight, requests.total, requests.errors), (0, 1, 1));
     let routes = monitor.routes();
     assert_eq!(route(&routes, "GET", "/panic").map(|r| r.errors), Some(1));
+}
+
+#[tokio::test]
+async fn routes_past_the_cap_share_other_and_a_reset_keeps_recording() {
+    let config = MonitorConfig { top_routes: 2, ..MonitorConfig::default() };
+    let monitor = Monitor::builder().config(config).build().unwrap();
+    let router = Router::new()
+        .route("/a", axum::routing::get(|| async { "a" }))
+        .route("/b", axum::routing::get(|| async { "b" }).post(|| async { "b" }))
+        .route("/c", axum::routing::get(|| async { "c" }))
+        .layer(RequestTrackingLayer::new(monitor.clone()));
+    let send = |method: http::Method, uri: &'static str| {
+        let router = router.clone();
+        async move {
+            let response =
+                router.oneshot(Request::builder().method(method).uri(uri).body(Body::empty()).unwrap()).await.unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+        }
+    };
+    for _ in 0..2 {
+        send(http::Method::GET, "/a").await;
+        send(http::Method::GET, "/b").await;
+        send(http::Method::POST, "/b").await;
+        send(http::Method::GET, "/c").await;
+    }
+    let routes = monitor.routes();
+    assert_eq!(routes.len(), 3, "two routes of their own and other: {routes:#?}");
+    assert_eq!(route(&routes, "GET", "/a").map(|r| r.requests), Some(2));
+    assert_eq!(route(&routes, "GET", "/b").map(|r| r.requests), Some(2));
+    let other = routes.iter().find(|r| r.route.is_none()).expect("the other bucket");
+    assert_eq!(other.requests, 4, "POST /b and GET /c are past the cap");
+
+    // The layer keeps the handles it resolved; after a reset they still
+    // record, and only routes with requests since are reported.
+    monitor.reset(ResetScope::Metrics);
+    assert!(monitor.routes().is_empty());
+    send(http::Method::GET, "/a").await;
+    send(http::Method::GET, "/c").await;
+    let routes = monitor.routes();
+    assert_eq!(route(&routes, "GET", "/a").map(|r| r.requests), Some(1));
+    assert_eq!(routes.iter().find(|r| r.route.is_none()).map(|r| r.requests), Some(1));
+    assert_eq!(routes.len(), 2, "{routes:#?}");
+    assert_eq!(monitor.snapshot().request_metrics.total, 2);
 }
