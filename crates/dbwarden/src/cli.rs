@@ -4,6 +4,7 @@
 
 mod alerts;
 mod analytics;
+mod cleanup;
 mod client;
 mod config;
 mod db;
@@ -62,6 +63,10 @@ enum Command {
     Db(db::DbArgs),
     /// The full session-table maintenance cycle, or its status at a glance.
     Maintain(maintain::MaintainArgs),
+    /// Delete expired, too old or orphaned sessions in small batches, one
+    /// runner at a time, once or as a daemon; or show the table's figures
+    /// (exit 1 when a batch failed or another runner held the lock).
+    Cleanup(cleanup::CleanupArgs),
 }
 
 pub(crate) fn main() -> ExitCode {
@@ -79,6 +84,7 @@ pub(crate) fn main() -> ExitCode {
         Command::Analytics(args) => analytics::run(args),
         Command::Db(args) => db::run(args),
         Command::Maintain(args) => maintain::run(args),
+        Command::Cleanup(args) => cleanup::run(args),
     };
     match result {
         Ok(code) => code,
