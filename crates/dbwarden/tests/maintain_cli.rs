@@ -194,3 +194,41 @@ fn an_unknown_preset_is_a_usage_error() {
     assert_eq!(missing.status.code(), Some(2), "{}", stderr(&missing));
     assert!(stderr(&missing).contains("django_session"), "{}", stderr(&missing));
 }
+
+#[test]
+fn analytics_exports_what_it_prints_and_reads_the_snapshots() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = url_in(dir.path());
+    let full = dbwarden(&url, &["maintain", "--full", "--json"]);
+    assert_eq!(full.status.code(), Some(0), "{}", stderr(&full));
+    let migrated = json(&full);
+    assert_eq!(migrated["migrate"]["applied"].as_array().map(Vec::len), Some(3), "{migrated}");
+    assert_eq!(migrated["snapshot"]["total"], 0);
+
+    let export = dir.path().join("overview.json");
+    let export_arg = export.to_str().expect("utf-8 path");
+    let out = dbwarden(&url, &["analytics", "--overview", "--json", "--export", export_arg]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let exported: Value = serde_json::from_slice(&std::fs::read(&export).expect("export written")).expect("json");
+    assert_eq!(exported, json(&out));
+    assert_eq!(exported["created_per_hour"].as_array().map(Vec::len), Some(48));
+
+    let trends = dbwarden(&url, &["analytics", "--trends", "3", "--json"]);
+    assert_eq!(trends.status.code(), Some(0), "{}", stderr(&trends));
+    assert_eq!(json(&trends)["points"].as_array().map(Vec::len), Some(1));
+
+    // The full cycle ran a cleanup and created every index: nothing to report.
+    let health = dbwarden(&url, &["analytics", "--health-report", "--json"]);
+    assert_eq!(health.status.code(), Some(0), "{}", stderr(&health));
+    let health = json(&health);
+    assert_eq!(health["status"], "ok", "{health}");
+    assert!(health["last_cleanup_ms"].is_i64());
+}
+
+#[test]
+fn a_database_url_dbwarden_cannot_use_is_a_usage_error() {
+    let out = dbwarden("redis://127.0.0.1:6379", &["maintain", "--status"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = dbwarden("oracle://db/x", &["db", "stats"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+}

@@ -18,7 +18,7 @@ use dbwarden_core::{Clock, SystemClock, Timestamp};
 use dbwarden_sessions::maintenance::{
     self, AnalyzeReport, DbStats, IndexReport, IntegrityReport, OptimizeReport, TableSizes,
 };
-use dbwarden_sessions::{Preset, SchemaConfig, SessionDatabase, TableError};
+use dbwarden_sessions::{DbError, Preset, SchemaConfig, SessionDatabase, TableError};
 use serde::Serialize;
 
 use super::client::outln;
@@ -137,10 +137,25 @@ pub(crate) async fn open(
 ) -> Result<Target, ExitCode> {
     target.open(settings, migrate).await.map_err(|e| {
         eprintln!("dbwarden: {e:#}");
-        if e.downcast_ref::<TableError>().is_some() {
+        let bad_url = e.chain().any(|cause| {
+            matches!(cause.downcast_ref::<DbError>(), Some(DbError::UnsupportedUrl { .. } | DbError::InvalidUrl { .. }))
+        });
+        if bad_url || e.downcast_ref::<TableError>().is_some() {
             ExitCode::from(EXIT_USAGE)
         } else {
             ExitCode::from(EXIT_DATABASE)
+        }
+    })
+}
+
+/// Connects to the settings' database; on failure prints the reason and
+/// gives the exit code (2 for a URL dbwarden cannot use, 3 otherwise).
+pub(crate) async fn connect(settings: &dbwarden::settings::Settings) -> Result<SessionDatabase, ExitCode> {
+    SessionDatabase::connect(&settings.database_url).await.map_err(|e| {
+        eprintln!("dbwarden: {e}");
+        match e {
+            DbError::UnsupportedUrl { .. } | DbError::InvalidUrl { .. } => ExitCode::from(EXIT_USAGE),
+            _ => ExitCode::from(EXIT_DATABASE),
         }
     })
 }
@@ -378,10 +393,9 @@ async fn migrate(common: &Common, settings: dbwarden::settings::Settings, dry_ru
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    let url = settings.database_url.clone();
-    let db = match SessionDatabase::connect(&url).await {
+    let db = match connect(&settings).await {
         Ok(db) => db,
-        Err(e) => return database_failure(e),
+        Err(code) => return code,
     };
     let code =
         finish(migrate_table(&db, &settings, dry_run).await.map_err(|e| format!("{e:#}")), common.json, print_migrate);

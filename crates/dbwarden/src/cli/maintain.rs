@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use super::analytics::print_health;
 use super::db::{
-    EXIT_PROBLEMS, EXIT_USAGE, MigrateOutcome, database_failure, line, migrate_table, now, print_indexes,
+    EXIT_PROBLEMS, EXIT_USAGE, MigrateOutcome, connect, database_failure, line, migrate_table, now, print_indexes,
     print_integrity, print_json, print_migrate, print_optimize, print_stats, runtime,
 };
 use super::target::TargetArgs;
@@ -85,9 +85,9 @@ pub(crate) fn run(args: MaintainArgs) -> anyhow::Result<ExitCode> {
     };
     super::init_logging();
     runtime()?.block_on(async {
-        let db = match SessionDatabase::connect(&settings.database_url).await {
+        let db = match connect(&settings).await {
             Ok(db) => db,
-            Err(e) => return Ok(database_failure(e)),
+            Err(code) => return Ok(code),
         };
         let code = if args.full { full(&args, &db, &settings).await } else { status(&args, &db, &settings).await };
         db.close().await;
