@@ -168,6 +168,15 @@ fn mount_prefix(original: &Uri, uri: &Uri) -> String {
     prefix.trim_end_matches('/').to_owned()
 }
 
+/// The path the router answers its page at, for a mount prefix from
+/// [`mount_prefix`]: `/` at the root, the prefix itself when nested (axum
+/// answers a router nested at `/admin/dbwarden` at that path, not at
+/// `/admin/dbwarden/`). Where the sign-in and sign-out forms return to, and
+/// the session cookie's path.
+fn mount_point(prefix: &str) -> String {
+    if prefix.is_empty() { "/".to_owned() } else { prefix.to_owned() }
+}
+
 fn cookie(state: &AppState, value: &str, path: &str, max_age: u64) -> Option<HeaderValue> {
     let secure = if state.inner.admin.secure_cookie { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
@@ -217,11 +226,11 @@ pub(crate) async fn login(
         return Err(ApiError::Unauthorized("the token is not valid".into()));
     }
     let id = state.inner.sessions.open();
-    let path = if prefix.is_empty() { "/".to_owned() } else { prefix.clone() };
+    let path = mount_point(&prefix);
     let ttl = state.inner.admin.session_ttl.as_secs().max(1);
     let set_cookie = cookie(&state, &id, &path, ttl).ok_or_else(|| ApiError::Internal("cookie".into()))?;
     let mut response = if form {
-        Redirect::to(&format!("{prefix}/")).into_response()
+        Redirect::to(&path).into_response()
     } else {
         (StatusCode::OK, Json(serde_json::json!({ "signed_in": true, "expires_in_seconds": ttl }))).into_response()
     };
@@ -237,9 +246,9 @@ pub(crate) async fn logout(
 ) -> Result<Response, ApiError> {
     let prefix = mount_prefix(&original, request.uri());
     let closed = session_cookie(request.headers()).is_some_and(|id| state.inner.sessions.close(id));
-    let path = if prefix.is_empty() { "/".to_owned() } else { prefix.clone() };
+    let path = mount_point(&prefix);
     let mut response = if is_form(request.headers()) {
-        Redirect::to(&format!("{prefix}/")).into_response()
+        Redirect::to(&path).into_response()
     } else {
         Json(serde_json::json!({ "signed_out": closed })).into_response()
     };

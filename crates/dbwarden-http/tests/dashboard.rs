@@ -127,6 +127,66 @@ async fn signing_in_sets_a_cookie_that_opens_the_dashboard_and_the_api() {
     assert!(is_signin(&String::from_utf8(body).unwrap()));
 }
 
+/// Follows a redirect the way a browser does: `location` resolved against
+/// the URL of the request that got it.
+fn follow(from: &str, location: &http::HeaderValue) -> String {
+    let base = reqwest::Url::parse(&format!("http://dbwarden.test{from}")).unwrap();
+    let target = base.join(location.to_str().unwrap()).unwrap();
+    match target.query() {
+        Some(query) => format!("{}?{query}", target.path()),
+        None => target.path().to_owned(),
+    }
+}
+
+#[tokio::test]
+async fn the_sign_in_form_leads_to_the_dashboard_at_the_root_and_nested() {
+    for prefix in ["", "/admin/dbwarden", "/ops"] {
+        let app = if prefix.is_empty() { server() } else { Router::new().nest(prefix, server()) };
+        let login = format!("{prefix}/login");
+        let (status, headers, _) = send(
+            &app,
+            Request::post(login.as_str())
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(Body::from(format!("token={TOKEN}")))
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{prefix}");
+        let page = follow(&login, &headers[header::LOCATION]);
+        let cookie = headers[header::SET_COOKIE].to_str().unwrap().split(';').next().unwrap().to_owned();
+        let (status, headers, body) = send(
+            &app,
+            Request::get(page.as_str()).header(header::COOKIE, cookie.as_str()).body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{prefix}: the redirect to {page} must reach the page");
+        assert_eq!(headers[header::CONTENT_TYPE], "text/html; charset=utf-8");
+        let body = String::from_utf8(body).unwrap();
+        assert!(is_dashboard(&body), "{prefix}: {body}");
+
+        // Signing out with the page's form returns to the sign-in form.
+        let logout = format!("{prefix}/logout");
+        let (status, headers, _) = send(
+            &app,
+            Request::post(logout.as_str())
+                .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .header(header::COOKIE, cookie.as_str())
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::SEE_OTHER, "{prefix}");
+        let page = follow(&logout, &headers[header::LOCATION]);
+        let (status, _, body) = send(
+            &app,
+            Request::get(page.as_str()).header(header::COOKIE, cookie.as_str()).body(Body::empty()).unwrap(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{prefix}: the redirect to {page} must reach the page");
+        assert!(is_signin(&String::from_utf8(body).unwrap()), "{prefix}");
+    }
+}
+
 #[tokio::test]
 async fn assets_are_embedded_and_served_with_types_and_cache_headers() {
     let app = server();
