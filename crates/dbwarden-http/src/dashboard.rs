@@ -18,11 +18,9 @@
 use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
-use axum::Router;
 use axum::extract::{OriginalUri, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 
 use crate::auth::is_authorized;
 use crate::state::AppState;
@@ -96,13 +94,6 @@ fn pages() -> &'static (String, String) {
     })
 }
 
-/// The dashboard's routes: `/` and `/assets/{name}`. Merge them into the
-/// server's router outside the admin-only group: the page itself holds no
-/// data, and must show the sign-in form to a visitor without credentials.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/", get(index)).route("/assets/{name}", get(asset))
-}
-
 fn security_headers(headers: &mut HeaderMap) {
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -135,8 +126,13 @@ fn base_href(original: &Uri) -> String {
     if path.ends_with('/') { "./".to_owned() } else { format!("./{}/", path.rsplit('/').next().unwrap_or_default()) }
 }
 
-/// `GET /`: the page, for whoever asks.
-async fn index(State(state): State<AppState>, OriginalUri(original): OriginalUri, headers: HeaderMap) -> Response {
+/// `GET /`: the page, for whoever asks (open: the page itself holds no
+/// data, and shows the sign-in form to a visitor without credentials).
+pub(crate) async fn index(
+    State(state): State<AppState>,
+    OriginalUri(original): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
     let (signin, dashboard) = pages();
     let page = if is_authorized(&state, &headers) { dashboard } else { signin };
     let body = page.replacen("{{BASE}}", &attribute(&base_href(&original)), 1);
@@ -151,7 +147,11 @@ async fn index(State(state): State<AppState>, OriginalUri(original): OriginalUri
 }
 
 /// `GET /assets/{name}`.
-async fn asset(Path(name): Path<String>, OriginalUri(original): OriginalUri, headers: HeaderMap) -> Response {
+pub(crate) async fn asset(
+    Path(name): Path<String>,
+    OriginalUri(original): OriginalUri,
+    headers: HeaderMap,
+) -> Response {
     let Some(asset) = ASSETS.iter().find(|a| a.name == name) else {
         let mut response = (StatusCode::NOT_FOUND, "no such asset").into_response();
         security_headers(response.headers_mut());

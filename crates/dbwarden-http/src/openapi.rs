@@ -5,14 +5,17 @@ use serde_json::{Map, Value, json};
 
 use crate::routes::{Access, RouteInfo, table};
 
+const JSON: &str = "application/json";
+
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         201 => "Created",
         303 => "See Other (form sign-in)",
+        304 => "Not Modified: the ETag matched If-None-Match",
         401 => "No valid admin token or dashboard session",
         403 => "A change with the dashboard cookie from another origin",
-        404 => "No such alert or silence",
+        404 => "No such alert, silence or asset",
         409 => "The alert or silence is no longer in a state that allows this",
         413 => "The body is too large",
         415 => "The body is not JSON",
@@ -51,6 +54,10 @@ fn operation(r: &RouteInfo) -> Value {
     if r.path.contains("{id}") {
         params.push(json!({ "name": "id", "in": "path", "required": true, "description": "The numeric id", "schema": { "type": "integer", "minimum": 0 } }));
     }
+    if r.path.contains("{name}") {
+        let names: Vec<&str> = crate::dashboard::asset_names().collect();
+        params.push(json!({ "name": "name", "in": "path", "required": true, "description": "The asset's file name", "schema": { "type": "string", "enum": names } }));
+    }
     if !params.is_empty() {
         op.insert("parameters".into(), json!(params));
     }
@@ -66,13 +73,14 @@ fn operation(r: &RouteInfo) -> Value {
         op.insert("requestBody".into(), json!({ "required": required, "content": content }));
     }
     let mut responses = Map::new();
-    let (status, media) = r.success;
-    let success_schema =
-        if media.ends_with("json") { json!({ "type": "object" }) } else { json!({ "type": "string" }) };
-    responses.insert(
-        status.to_string(),
-        json!({ "description": reason(status), "content": { media: { "schema": success_schema } } }),
-    );
+    let (status, media_types) = r.success;
+    let mut content = Map::new();
+    for media in media_types {
+        let schema = if media.ends_with("json") { json!({ "type": "object" }) } else { json!({ "type": "string" }) };
+        content.insert((*media).into(), json!({ "schema": schema }));
+    }
+    responses.insert(status.to_string(), json!({ "description": reason(status), "content": content }));
+    let media = media_types.first().copied().unwrap_or(JSON);
     let error = json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } });
     let mut errors: Vec<u16> = r.errors.to_vec();
     if matches!(r.access, Access::Admin) {
@@ -90,7 +98,15 @@ fn operation(r: &RouteInfo) -> Value {
     errors.sort_unstable();
     errors.dedup();
     for code in errors {
-        if r.path == "/health" || r.path == "/readyz" {
+        if code == 304 {
+            responses.insert(code.to_string(), json!({ "description": reason(code) }));
+        } else if r.path == "/assets/{name}" {
+            // The page's own files answer a plain-text miss, like a file server.
+            responses.insert(
+                code.to_string(),
+                json!({ "description": reason(code), "content": { "text/plain": { "schema": { "type": "string" } } } }),
+            );
+        } else if r.path == "/health" || r.path == "/readyz" {
             // These answer 503 with their own document, not the error body.
             responses.insert(
                 code.to_string(),

@@ -11,7 +11,7 @@ use axum::routing::{MethodRouter, delete, get, post, put};
 
 use crate::error::{ApiError, MAX_BODY_BYTES};
 use crate::state::AppState;
-use crate::{api, auth, config, events, health, metrics, ratelimit};
+use crate::{api, auth, config, dashboard, events, health, metrics, ratelimit};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,8 +49,8 @@ pub struct RouteInfo {
     pub(crate) query: &'static [Param],
     /// The request body's schema name under `components/schemas`.
     pub(crate) body: Option<&'static str>,
-    /// The success status and the media type of its body.
-    pub(crate) success: (u16, &'static str),
+    /// The success status and the media types its body may have.
+    pub(crate) success: (u16, &'static [&'static str]),
     /// Error statuses besides 401 and 429 (added for admin routes).
     pub(crate) errors: &'static [u16],
 }
@@ -69,7 +69,7 @@ const fn spec(
     tag: &'static str,
     summary: &'static str,
 ) -> RouteInfo {
-    RouteInfo { method, path, access, summary, tag, query: &[], body: None, success: (200, JSON), errors: &[] }
+    RouteInfo { method, path, access, summary, tag, query: &[], body: None, success: (200, &[JSON]), errors: &[] }
 }
 
 /// Every route, in the order of the OpenAPI document.
@@ -77,6 +77,27 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
     use Access::*;
     let metrics_access = if metrics_public { Open } else { Admin };
     vec![
+        RouteInfo {
+            success: (200, &["text/html"]),
+            ..spec(
+                "GET",
+                "/",
+                OpenWithDetails,
+                "dashboard",
+                "The dashboard page: the sign-in form, or the dashboard for a caller with a session or the token",
+            )
+        },
+        RouteInfo {
+            success: (200, &["text/javascript", "text/css", "image/svg+xml"]),
+            errors: &[304, 404],
+            ..spec(
+                "GET",
+                "/assets/{name}",
+                Open,
+                "dashboard",
+                "A script, stylesheet or icon of the dashboard; cached for good when asked for with ?v=<version>",
+            )
+        },
         RouteInfo {
             errors: &[],
             ..spec("GET", "/livez", Open, "probes", "Liveness: the process answers; never touches the database")
@@ -92,7 +113,7 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
             )
         },
         RouteInfo {
-            success: (200, "application/health+json"),
+            success: (200, &["application/health+json"]),
             errors: &[503],
             ..spec(
                 "GET",
@@ -103,7 +124,7 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
             )
         },
         RouteInfo {
-            success: (200, "text/plain"),
+            success: (200, &["text/plain"]),
             ..spec(
                 "GET",
                 "/metrics",
@@ -200,7 +221,7 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
         spec("GET", "/api/silences", Admin, "alerts", "Silences in force"),
         RouteInfo {
             body: Some("SilenceRequest"),
-            success: (201, JSON),
+            success: (201, &[JSON]),
             errors: &[415, 422],
             ..spec("POST", "/api/silences", Admin, "alerts", "Silence matching alerts for a while")
         },
@@ -233,7 +254,7 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
             "The in-memory trend history (24 h at 5-minute resolution by default)",
         ),
         RouteInfo {
-            success: (200, "text/event-stream"),
+            success: (200, &["text/event-stream"]),
             errors: &[503],
             ..spec("GET", "/api/events", Admin, "events", "The monitor's events as server-sent events")
         },
@@ -243,6 +264,8 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
 /// The handler of a route in the table.
 fn handler(info: &RouteInfo) -> Option<MethodRouter<AppState>> {
     Some(match (info.method, info.path) {
+        ("GET", "/") => get(dashboard::index),
+        ("GET", "/assets/{name}") => get(dashboard::asset),
         ("GET", "/livez") => get(health::livez),
         ("GET", "/readyz") => get(health::readyz),
         ("GET", "/health") => get(health::health),
@@ -313,7 +336,6 @@ pub fn router(state: AppState) -> Router {
         .merge(open)
         .merge(limited)
         .merge(admin)
-        .merge(crate::dashboard::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

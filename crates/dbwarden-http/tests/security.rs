@@ -33,7 +33,7 @@ fn documented(doc: &Value) -> Vec<(Method, String, bool)> {
 }
 
 fn concrete(path: &str) -> String {
-    path.replace("{id}", "1")
+    path.replace("{id}", "1").replace("{name}", "app.js")
 }
 
 async fn openapi(app: &axum::Router) -> Value {
@@ -103,11 +103,42 @@ async fn the_router_serves_exactly_the_routes_of_the_document() {
     for (path, item) in doc["paths"].as_object().unwrap() {
         for (method, op) in item.as_object().unwrap() {
             assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()), "{method} {path}");
-            if path.contains("{id}") {
-                assert!(op["parameters"].as_array().unwrap().iter().any(|p| p["in"] == "path" && p["name"] == "id"));
+            for param in ["id", "name"] {
+                if path.contains(&format!("{{{param}}}")) {
+                    let params = op["parameters"].as_array().unwrap();
+                    assert!(params.iter().any(|p| p["in"] == "path" && p["name"] == param), "{method} {path}");
+                }
             }
         }
     }
+}
+
+#[tokio::test]
+async fn the_dashboard_page_and_its_assets_are_documented_with_the_types_they_are_served_with() {
+    let (monitor, _) = manual_monitor();
+    let (_, app) = app(&monitor);
+    let doc = openapi(&app).await;
+    let media = |path: &str| -> Vec<String> {
+        let content = doc["paths"][path]["get"]["responses"]["200"]["content"].as_object();
+        content.unwrap_or_else(|| panic!("{path} is documented with a 200 body")).keys().cloned().collect()
+    };
+    assert_eq!(media("/"), ["text/html"]);
+    assert_eq!(doc["paths"]["/"]["get"]["tags"][0], "dashboard");
+    let page = send(&app, request(Method::GET, "/", None, None)).await;
+    assert!(page.header("content-type").unwrap().starts_with("text/html"));
+
+    let asset_types = media("/assets/{name}");
+    let names = doc["paths"]["/assets/{name}"]["get"]["parameters"][0]["schema"]["enum"].as_array().unwrap().clone();
+    assert_eq!(names.len(), dbwarden_http::dashboard::asset_names().count());
+    for name in names {
+        let name = name.as_str().unwrap();
+        let reply = send(&app, request(Method::GET, &format!("/assets/{name}"), None, None)).await;
+        assert_eq!(reply.status, StatusCode::OK, "{name}");
+        let served = reply.header("content-type").unwrap();
+        assert!(asset_types.iter().any(|t| served.starts_with(t.as_str())), "{name} is served as {served}");
+    }
+    let responses = doc["paths"]["/assets/{name}"]["get"]["responses"].as_object().unwrap();
+    assert!(responses.contains_key("304") && responses.contains_key("404"), "{responses:?}");
 }
 
 #[tokio::test]
@@ -283,8 +314,8 @@ fn no_route_is_mounted_outside_the_route_table() {
     for entry in std::fs::read_dir(src).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        // The dashboard and the tracking layer serve no API routes of this router.
-        if name.starts_with("dashboard") || name.starts_with("tracking") || path.extension().is_none_or(|e| e != "rs") {
+        // The tracking layer is added to an application's router, not this one.
+        if name.starts_with("tracking") || path.extension().is_none_or(|e| e != "rs") {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
