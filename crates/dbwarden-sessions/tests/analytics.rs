@@ -276,6 +276,58 @@ async fn check_overview_on_rails(backend: Backend) {
     t.drop().await;
 }
 
+async fn check_health_growth_and_size(backend: Backend) {
+    let t = DbwardenTable::new(backend).await;
+    for n in 0..5 {
+        t.insert(Session::live(n, Some("u"), HOUR, MINUTE)).await;
+    }
+    // Snapshots a day apart whose sizes grew by 39 MiB; a cleanup ran lately.
+    let mib = 1024 * 1024;
+    for (taken, bytes) in [(NOW - 2 * DAY, mib), (NOW - DAY, 40 * mib)] {
+        exec(
+            &t.db,
+            &format!(
+                "INSERT INTO dbwarden_session_snapshots (taken_at, table_name, total, active, expired, table_bytes) \
+                 VALUES ({taken}, '{}', 5, 5, 0, {bytes})",
+                t.name()
+            ),
+            &[],
+        )
+        .await;
+    }
+    exec(
+        &t.db,
+        &format!(
+            "INSERT INTO dbwarden_cleanup_runs (started_at, finished_at, table_name, mode, rows_removed, batches, \
+             errors, dry_run, host) VALUES ({}, {}, '{}', 'expired', 0, 0, 0, FALSE, 'test')",
+            NOW - 2 * MINUTE,
+            NOW - MINUTE,
+            t.name()
+        ),
+        &[],
+    )
+    .await;
+    let options = HealthOptions { max_table_bytes: 1, ..HealthOptions::default() };
+    let report = health_report(&t.db, &t.table, &options, now()).await.expect("health");
+    let found: Vec<(&str, Severity)> = report.findings.iter().map(|f| (f.code, f.severity)).collect();
+    assert_eq!(found, [("table_size", Severity::Critical), ("table_growth", Severity::Warn)]);
+    let growth = report.findings.iter().find(|f| f.code == "table_growth").expect("growth");
+    assert!(growth.message.contains("39.0 MiB a day"), "{}", growth.message);
+    assert_eq!(report.status, HealthStatus::Critical);
+    // With the default limits the table is small and steady enough.
+    exec(
+        &t.db,
+        &format!("UPDATE dbwarden_session_snapshots SET table_bytes = {mib} WHERE table_name = '{}'", t.name()),
+        &[],
+    )
+    .await;
+    let calm = health_report(&t.db, &t.table, &HealthOptions::default(), now()).await.expect("health");
+    assert!(calm.findings.is_empty(), "{:?}", calm.findings);
+    exec(&t.db, &format!("DELETE FROM dbwarden_session_snapshots WHERE table_name = '{}'", t.name()), &[]).await;
+    exec(&t.db, &format!("DELETE FROM dbwarden_cleanup_runs WHERE table_name = '{}'", t.name()), &[]).await;
+    t.drop().await;
+}
+
 macro_rules! backends {
     ($($check:ident),*) => {
         mod sqlite { use super::*; $( #[tokio::test] async fn $check() { super::$check(Backend::Sqlite).await } )* }
@@ -290,5 +342,6 @@ backends!(
     check_snapshots_and_trends,
     check_security,
     check_health_on_django,
-    check_health_on_dbwarden
+    check_health_on_dbwarden,
+    check_health_growth_and_size
 );
