@@ -35,6 +35,8 @@ use plan::Plan;
 
 /// Longest pause between two attempts of a failing batch.
 const MAX_RETRY_BACKOFF: Duration = Duration::from_secs(30);
+/// How often a pause or a backoff looks whether a shutdown was asked for.
+const STOP_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// How often a long run writes its figures so far to its runs-table row.
 const RUN_ROW_REFRESH: Duration = Duration::from_secs(5);
 /// A MySQL chunk whose keys were all refreshed before the delete deletes
@@ -424,7 +426,7 @@ impl Cleaner {
             LockPolicy::Wait(d) => d,
         };
         let lock_started = Instant::now();
-        let lock = lock::acquire(&self.db, table, wait).await.map_err(|err| CleanupError::Database {
+        let lock = lock::acquire(&self.db, table, wait, stop).await.map_err(|err| CleanupError::Database {
             action: "take the cleanup lock",
             table: table.display_name().to_owned(),
             message: dbwarden_core::redact::redact_message(&err.to_string()),
@@ -460,13 +462,14 @@ impl Cleaner {
                 "another cleanup holds the lock; skipping"
             );
             report.lock = LockOutcome::Skipped { held_by };
+            report.interrupted = stop.load(Ordering::Relaxed);
             report.finished_at_ms = now_ms();
             return Ok(report);
         };
-        let waited = lock_started.elapsed();
-        if !wait.is_zero() && waited >= Duration::from_millis(1) {
-            report.lock = LockOutcome::Waited { ms: millis(waited) };
+        if lock.contended {
+            report.lock = LockOutcome::Waited { ms: millis(lock_started.elapsed()) };
         }
+        let lock = lock.lock;
         let result = self.run_locked(&plan, progress, stop, &mut report).await;
         lock.release().await;
         result?;
@@ -645,7 +648,7 @@ impl Cleaner {
                             error = %message,
                             "a cleanup batch failed; retrying"
                         );
-                        tokio::time::sleep(backoff).await;
+                        sleep_unless_stopped(backoff, stop).await;
                         if stop.load(Ordering::Relaxed) {
                             break None;
                         }
@@ -687,7 +690,7 @@ impl Cleaner {
             } else {
                 empty_chunks = 0;
             }
-            tokio::time::sleep(self.jittered_pause()).await;
+            sleep_unless_stopped(self.jittered_pause(), stop).await;
         }
         tally
     }
@@ -842,6 +845,18 @@ impl Cleaner {
             () = watcher => {}
         }
         tracing::info!(table = self.table.display_name(), "session cleanup daemon stopped");
+    }
+}
+
+/// Sleeps for `duration`, waking early once `stop` is set.
+async fn sleep_unless_stopped(duration: Duration, stop: &AtomicBool) {
+    let end = Instant::now() + duration;
+    loop {
+        let now = Instant::now();
+        if now >= end || stop.load(Ordering::Relaxed) {
+            return;
+        }
+        tokio::time::sleep((end - now).min(STOP_CHECK_EVERY)).await;
     }
 }
 

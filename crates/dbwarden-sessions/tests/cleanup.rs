@@ -669,6 +669,27 @@ async fn a_waiting_runner_gives_up_when_the_lock_stays_held(backend: Backend) {
     fx.drop().await;
 }
 
+async fn a_shutdown_ends_the_run_after_the_batch_in_progress(backend: Backend) {
+    let fx = Fixture::new(Kind::Dbwarden, backend).await;
+    fx.insert_sessions(0, 50, 5).await;
+    let config = CleanupConfig { pause: Duration::from_millis(300), jitter: 0.0, ..small_batches(10) };
+    let cleaner = fx.cleaner(config).await;
+    let first_batch = Arc::new(tokio::sync::Notify::new());
+    let notify = first_batch.clone();
+    let progress = move |_: CleanupProgress| notify.notify_one();
+    let shutdown = async move { first_batch.notified().await };
+
+    let report = cleaner.run_once_until(CleanupMode::Expired, &progress, shutdown).await.expect("cleanup");
+
+    assert!(report.interrupted);
+    assert_eq!((report.rows_removed, report.batches), (10, 1));
+    assert_eq!(fx.count().await, 45);
+    let (finished, rows, _, _, _) = run_row(&fx.db, report.run_id.expect("recorded")).await;
+    assert!(finished.is_some(), "an interrupted run still records its end");
+    assert_eq!(rows, 10);
+    fx.drop().await;
+}
+
 async fn a_failing_batch_is_retried_then_the_run_ends_cleanly(backend: Backend) {
     let fx = Fixture::new(Kind::Dbwarden, backend).await;
     fx.insert_sessions(0, 10, 0).await;
@@ -731,6 +752,7 @@ on_every_backend!(
     a_table_without_the_expiry_column_is_refused_by_name,
     one_runner_at_a_time,
     a_waiting_runner_gives_up_when_the_lock_stays_held,
+    a_shutdown_ends_the_run_after_the_batch_in_progress,
     a_failing_batch_is_retried_then_the_run_ends_cleanly,
     the_time_budget_stops_between_batches,
 );

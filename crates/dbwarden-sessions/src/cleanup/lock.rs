@@ -8,6 +8,7 @@
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -81,15 +82,45 @@ fn memory_locks() -> &'static Mutex<HashSet<String>> {
     LOCKS.get_or_init(|| Mutex::new(HashSet::new()))
 }
 
-/// Tries to take the lock of `table`, waiting up to `wait` (zero: one try).
-/// `Ok(None)` means another runner holds it.
+/// Paces the tries of a runner waiting for a held lock.
+struct Waiter<'a> {
+    deadline: Instant,
+    stop: &'a AtomicBool,
+    contended: bool,
+}
+
+impl Waiter<'_> {
+    /// After a try that found the lock held: sleeps before the next one;
+    /// `false` once the deadline has passed or a shutdown is asked for.
+    async fn again(&mut self) -> bool {
+        self.contended = true;
+        let now = Instant::now();
+        if now >= self.deadline || self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        tokio::time::sleep(RETRY_EVERY.min(self.deadline - now)).await;
+        true
+    }
+}
+
+/// A lock taken, and whether another runner held it at first.
+#[derive(Debug)]
+pub(crate) struct Acquired {
+    pub(crate) lock: RunnerLock,
+    pub(crate) contended: bool,
+}
+
+/// Tries to take the lock of `table`, again and again for up to `wait`
+/// (zero: one try) unless `stop` is set. `Ok(None)` means another runner
+/// holds it.
 pub(crate) async fn acquire(
     db: &SessionDatabase,
     table: &SessionTable,
     wait: Duration,
-) -> Result<Option<RunnerLock>, LockFailure> {
-    let deadline = Instant::now() + wait;
-    match db {
+    stop: &AtomicBool,
+) -> Result<Option<Acquired>, LockFailure> {
+    let mut waiter = Waiter { deadline: Instant::now() + wait, stop, contended: false };
+    let lock = match db {
         SessionDatabase::Postgres(pool) => {
             let key = advisory_key(table);
             let mut conn = pool.acquire().await?;
@@ -99,9 +130,9 @@ pub(crate) async fn acquire(
                 let taken: bool =
                     sqlx::query_scalar("SELECT pg_try_advisory_lock($1)").bind(key).fetch_one(&mut *conn).await?;
                 if taken {
-                    return Ok(Some(RunnerLock::Postgres { conn, key }));
+                    break RunnerLock::Postgres { conn, key };
                 }
-                if !pause_before_retry(deadline).await {
+                if !waiter.again().await {
                     return Ok(None);
                 }
             }
@@ -110,15 +141,18 @@ pub(crate) async fn acquire(
             let name = mysql_lock_name(table);
             let mut conn = pool.acquire().await?;
             conn.close_on_drop();
-            // GET_LOCK waits on the server, in whole seconds; round up so a
-            // short wait still waits.
-            let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-            let taken: Option<i64> = sqlx::query_scalar("SELECT GET_LOCK(?, ?)")
-                .bind(&name)
-                .bind(i64::try_from(seconds).unwrap_or(i64::MAX))
-                .fetch_one(&mut *conn)
-                .await?;
-            Ok((taken == Some(1)).then_some(RunnerLock::MySql { conn, name }))
+            // Tried without a server-side wait, so a shutdown is noticed
+            // between tries.
+            loop {
+                let taken: Option<i64> =
+                    sqlx::query_scalar("SELECT GET_LOCK(?, 0)").bind(&name).fetch_one(&mut *conn).await?;
+                if taken == Some(1) {
+                    break RunnerLock::MySql { conn, name };
+                }
+                if !waiter.again().await {
+                    return Ok(None);
+                }
+            }
         }
         SessionDatabase::Sqlite(pool) => {
             let file: Option<String> = sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
@@ -135,9 +169,9 @@ pub(crate) async fn acquire(
                         .map_err(|source| LockFailure::File { path: path.display().to_string(), source })?;
                     loop {
                         match file.try_lock() {
-                            Ok(()) => return Ok(Some(RunnerLock::File { _file: file })),
+                            Ok(()) => break RunnerLock::File { _file: file },
                             Err(TryLockError::WouldBlock) => {
-                                if !pause_before_retry(deadline).await {
+                                if !waiter.again().await {
                                     return Ok(None);
                                 }
                             }
@@ -153,26 +187,17 @@ pub(crate) async fn acquire(
                     loop {
                         let inserted = memory_locks().lock().map(|mut held| held.insert(key.clone())).unwrap_or(false);
                         if inserted {
-                            return Ok(Some(RunnerLock::Memory { _guard: MemoryLock { key } }));
+                            break RunnerLock::Memory { _guard: MemoryLock { key } };
                         }
-                        if !pause_before_retry(deadline).await {
+                        if !waiter.again().await {
                             return Ok(None);
                         }
                     }
                 }
             }
         }
-    }
-}
-
-/// Sleeps before the next try; `false` when the deadline has passed.
-async fn pause_before_retry(deadline: Instant) -> bool {
-    let now = Instant::now();
-    if now >= deadline {
-        return false;
-    }
-    tokio::time::sleep(RETRY_EVERY.min(deadline - now)).await;
-    true
+    };
+    Ok(Some(Acquired { lock, contended: waiter.contended }))
 }
 
 impl RunnerLock {
