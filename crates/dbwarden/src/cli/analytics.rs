@@ -78,8 +78,8 @@ pub(crate) fn run(args: AnalyticsArgs) -> anyhow::Result<ExitCode> {
                     // Unknown-id loads are counted by a running store, not kept in the database.
                     report.unavailable.push(Unavailable {
                         part: "unknown_id_bursts",
-                        reason: "counted in the application's session store; read them with \
-                                 SessionStoreExt::unknown_id_history"
+                        reason: "counted by the application's running session store (unknown_id_history()), \
+                                 not kept in the database"
                             .to_owned(),
                     });
                     emit(&args, &report, print_security, report.status != HealthStatus::Ok)
