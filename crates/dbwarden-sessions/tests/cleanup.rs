@@ -824,7 +824,11 @@ async fn the_daemon_outlives_failed_runs_and_stops_on_shutdown() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     };
-    cleaner.daemon(Duration::from_secs(1), Some(monitor.clone()), two_runs).await;
+    // Spawned, as an application would: the daemon's future is Send.
+    let daemon_monitor = monitor.clone();
+    tokio::spawn(async move { cleaner.daemon(Duration::from_secs(1), Some(daemon_monitor), two_runs).await })
+        .await
+        .expect("the daemon returns after shutdown");
 
     let metrics = monitor.snapshot().cleanup_metrics;
     assert!(metrics.runs >= 2, "the daemon ran again after a failed run");
