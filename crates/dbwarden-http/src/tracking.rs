@@ -160,15 +160,26 @@ fn write_request_id(out: &mut [u8; GENERATED_ID_LEN]) -> &str {
     std::str::from_utf8(out).unwrap_or_default()
 }
 
-/// `v` as 16 lowercase hex digits, a byte (two digits) at a time.
+/// `v` as 16 lowercase hex digits, eight at a time: each nibble spread into
+/// a byte of its own, then every byte turned into its digit at once.
 fn hex16(v: u64) -> [u8; 16] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut out = [0; 16];
-    for (pair, byte) in out.chunks_exact_mut(2).zip(v.to_be_bytes()) {
-        pair[0] = HEX[usize::from(byte >> 4)];
-        pair[1] = HEX[usize::from(byte & 0xf)];
-    }
+    let (high, low) = out.split_at_mut(8);
+    high.copy_from_slice(&hex8((v >> 32) as u32).to_be_bytes());
+    low.copy_from_slice(&hex8(v as u32).to_be_bytes());
     out
+}
+
+/// The eight hex digits of `v`, most significant in the highest byte.
+fn hex8(v: u32) -> u64 {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    let x = u64::from(v);
+    let x = (x | x << 16) & 0x0000_ffff_0000_ffff;
+    let x = (x | x << 8) & 0x00ff_00ff_00ff_00ff;
+    let x = (x | x << 4) & 0x0f0f_0f0f_0f0f_0f0f;
+    // 1 in each byte holding 10 or more: those become letters.
+    let letters = ((x + 6 * ONES) >> 4) & ONES;
+    x + u64::from(b'0') * ONES + letters * u64::from(b'a' - b'0' - 10)
 }
 
 /// The splitmix64 finalizer: a bijection on `u64` that scatters bits.
@@ -483,6 +494,13 @@ mod tests {
         assert!(!is_valid_request_id("quote\"d"));
         assert!(!is_valid_request_id("new\nline"));
         assert!(!is_valid_request_id("ünïcode"));
+    }
+
+    #[test]
+    fn hex_digits_are_those_of_the_formatter() {
+        for v in [0, 1, 0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210, u64::MAX, 0xa0b1_c2d3_e4f5_0617] {
+            assert_eq!(std::str::from_utf8(&hex16(v)).unwrap_or_default(), format!("{v:016x}"));
+        }
     }
 
     #[test]
