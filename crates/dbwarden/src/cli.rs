@@ -16,7 +16,6 @@ mod periodic_logging;
 mod serve;
 mod status;
 mod summary;
-#[allow(dead_code, reason = "shared by the session-table commands being added")]
 mod target;
 
 use std::process::ExitCode;

@@ -698,7 +698,11 @@ impl Settings {
         let mut set = |spec: &Spec, text: &str, source: Source| -> Result<(), SettingsError> {
             let parsed = parse(spec.kind, text).map_err(|problem| SettingsError::Invalid {
                 key: spec.key.clone(),
-                value: if spec.kind == Kind::Secret { "***".into() } else { text.to_owned() },
+                value: match spec.kind {
+                    Kind::Secret => "***".into(),
+                    Kind::Url => redact_url(text),
+                    _ => text.to_owned(),
+                },
                 origin: source.clone(),
                 problem,
             })?;
@@ -975,6 +979,9 @@ mod tests {
         let flags = [FlagValue::new("cleanup.preset", "drupal", "--preset")];
         let err = Settings::load(None, env_of(&[]), &flags).unwrap_err().to_string();
         assert!(err.contains("cleanup.preset") && err.contains("--preset") && err.contains("django"), "{err}");
+        let flags = [FlagValue::new("database.url", "oracle://app:hunter2@db/x", "--database-url")];
+        let err = Settings::load(None, env_of(&[]), &flags).unwrap_err().to_string();
+        assert!(err.contains("database.url") && !err.contains("hunter2"), "a refused URL keeps its password: {err}");
         let flags = [FlagValue::new("cleanup.mapping.table", "s; DROP TABLE x", "--set")];
         let err = Settings::load(None, env_of(&[]), &flags).unwrap_err().to_string();
         assert!(err.contains("cleanup.mapping.table") && err.contains("SQL name"), "{err}");
