@@ -835,3 +835,57 @@ async fn the_daemon_outlives_failed_runs_and_stops_on_shutdown() {
     assert!(metrics.errors >= 2);
     assert_eq!(monitor.snapshot().session_store_metrics.cleanup_interval_seconds, Some(1.0));
 }
+
+#[tokio::test]
+async fn sqlite_without_rowid_tables_are_cleaned_by_key() {
+    let (db, _dir) = open(Backend::Sqlite).await;
+    exec(&db, "CREATE TABLE app_sessions (sid TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) WITHOUT ROWID").await;
+    let now = now_ms();
+    exec(
+        &db,
+        &format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 130) \
+             INSERT INTO app_sessions (sid, expires_at) \
+             SELECT 's' || i, CASE WHEN i <= 100 THEN {} ELSE {} END FROM n",
+            now - HOUR_MS,
+            now + HOUR_MS
+        ),
+    )
+    .await;
+    let mapping = TableMapping {
+        table: "app_sessions".into(),
+        key: "sid".into(),
+        expiry: dbwarden_sessions::ExpiryRule::ExpiresAt {
+            column: "expires_at".into(),
+            unit: dbwarden_sessions::TimeUnit::EpochMillis,
+        },
+        created_at: None,
+        last_seen_at: None,
+        user_id: None,
+        data: None,
+    };
+    let table = SessionTable::verify(&db, mapping).await.expect("verify");
+    let cleaner = Cleaner::new(db.clone(), table, small_batches(30));
+
+    let report = cleaner.run_once(CleanupMode::Expired, &|_| {}).await.expect("cleanup");
+
+    assert_eq!((report.rows_removed, report.batches), (100, 4));
+    assert_eq!(scalar(&db, "SELECT COUNT(*) FROM app_sessions").await, 30);
+}
+
+#[tokio::test]
+async fn a_dry_run_on_a_foreign_database_creates_nothing() {
+    let fx = Fixture::new(Kind::Django, Backend::Sqlite).await;
+    fx.insert_sessions(0, 12, 3).await;
+    let cleaner = fx.cleaner(CleanupConfig { dry_run: true, ..small_batches(5) }).await;
+
+    let report = cleaner.run_once(CleanupMode::Expired, &|_| {}).await.expect("dry run");
+
+    assert_eq!(report.rows_would_remove, Some(12));
+    assert_eq!(report.run_id, None, "no runs table to record in");
+    let runs_tables = scalar(&fx.db, "SELECT COUNT(*) FROM sqlite_master WHERE name = 'dbwarden_cleanup_runs'").await;
+    assert_eq!(runs_tables, 0, "a dry run creates no table");
+    assert_eq!(fx.count().await, 15);
+    let stats = cleaner.stats().await.expect("stats");
+    assert_eq!((stats.total, stats.expired, stats.last_runs.len()), (15, 12, 0));
+}
