@@ -7,14 +7,14 @@
 //! while the connection is still out, and a leak that comes back is reported
 //! as returned with how long it was held.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::clock::Timestamp;
-use crate::shard::{default_shard_count, shard_slot};
+use crate::shard::{self, ShardSlot, default_shard_count, shard_slot};
 
 /// What was checked out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -48,22 +48,29 @@ pub struct Holder {
 #[serde(transparent)]
 pub struct CheckoutId(pub u64);
 
+/// One checkout, kept inline in its registry shard and reused in place:
+/// tracking a checkout allocates nothing once the shard's slab has grown to
+/// the number of connections out at once. A free slot has the id
+/// [`VACANT`].
 #[derive(Debug)]
 struct Entry {
     id: CheckoutId,
     kind: SessionKind,
     holder: Holder,
     checked_out_at: Timestamp,
-    last_active: AtomicU64,
-    leak_reported: AtomicBool,
-    timeout_reported: AtomicBool,
+    last_active: Timestamp,
+    leak_reported: bool,
+    timeout_reported: bool,
 }
 
-/// A live checkout, as returned by [`crate::Monitor::track_checkout`]; hand it
-/// back to [`crate::Monitor::release_checkout`] when the connection returns.
-#[derive(Debug, Clone)]
+/// A live checkout, as returned by [`crate::Monitor::track_checkout`] or
+/// [`crate::Monitor::open_checkout`]; hand it back to
+/// [`crate::Monitor::release_checkout`] or [`crate::Monitor::close_checkout`]
+/// when the connection returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TrackedCheckout {
-    entry: Option<Arc<Entry>>,
+    /// `None` when the registry was full.
+    id: Option<CheckoutId>,
     /// Where the entry sits in the registry: its shard and slot.
     shard: u32,
     slot: u32,
@@ -73,7 +80,7 @@ impl TrackedCheckout {
     /// The checkout's id, `None` when the registry was full and the checkout
     /// is counted but not individually tracked.
     pub fn id(&self) -> Option<CheckoutId> {
-        self.entry.as_ref().map(|e| e.id)
+        self.id
     }
 }
 
@@ -96,7 +103,21 @@ pub struct CheckoutInfo {
     pub leak_suspected: bool,
 }
 
+/// The id of a free slot (ids start at 1).
+const VACANT: CheckoutId = CheckoutId(0);
+
+impl Holder {
+    /// Whether any part of the holder is known (then it owns heap text).
+    fn is_known(&self) -> bool {
+        self.request_id.is_some() || self.route.is_some() || self.span.is_some() || self.backtrace.is_some()
+    }
+}
+
 impl Entry {
+    fn is_live(&self) -> bool {
+        self.id != VACANT
+    }
+
     fn info(&self, now: Timestamp) -> CheckoutInfo {
         CheckoutInfo {
             id: self.id,
@@ -104,8 +125,8 @@ impl Entry {
             holder: self.holder.clone(),
             checked_out_at: self.checked_out_at,
             age_seconds: now.since(self.checked_out_at).as_secs_f64(),
-            idle_seconds: now.since(Timestamp::from_millis(self.last_active.load(Ordering::Relaxed))).as_secs_f64(),
-            leak_suspected: self.leak_reported.load(Ordering::Relaxed),
+            idle_seconds: now.since(self.last_active).as_secs_f64(),
+            leak_suspected: self.leak_reported,
         }
     }
 }
@@ -119,11 +140,16 @@ pub(crate) struct ScanFindings {
 }
 
 /// One shard of the registry: a slab of entries with a free list, so a
-/// checkout and its check-in are an index write each, with no hashing.
+/// checkout and its check-in are an index write each, with no hashing and
+/// no allocation.
 #[derive(Debug, Default)]
 struct Slab {
-    slots: Vec<Option<Arc<Entry>>>,
+    slots: Vec<Entry>,
     free: Vec<u32>,
+    /// Ids this shard has handed out; shard `s` of `n` hands out
+    /// `s + 1, s + 1 + n, s + 1 + 2n, …`, so ids are unique per registry
+    /// without a shared counter.
+    issued: u64,
 }
 
 /// The registry of live checkouts, sharded by the recording thread so that
@@ -131,7 +157,6 @@ struct Slab {
 #[derive(Debug)]
 pub(crate) struct Registry {
     shards: Box<[Mutex<Slab>]>,
-    next_id: AtomicU64,
     capacity: usize,
     len: AtomicUsize,
     untracked: AtomicU64,
@@ -140,13 +165,7 @@ pub(crate) struct Registry {
 impl Registry {
     pub(crate) fn new(capacity: usize) -> Self {
         let shards = (0..default_shard_count()).map(|_| Mutex::new(Slab::default())).collect();
-        Registry {
-            shards,
-            next_id: AtomicU64::new(1),
-            capacity,
-            len: AtomicUsize::new(0),
-            untracked: AtomicU64::new(0),
-        }
+        Registry { shards, capacity, len: AtomicUsize::new(0), untracked: AtomicU64::new(0) }
     }
 
     fn shard(&self, index: usize) -> std::sync::MutexGuard<'_, Slab> {
@@ -154,79 +173,107 @@ impl Registry {
     }
 
     pub(crate) fn track(&self, kind: SessionKind, holder: Holder, now: Timestamp) -> TrackedCheckout {
+        self.track_at(shard_slot(self.shards.len()), kind, holder, now)
+    }
+
+    /// [`Registry::track`] as the holder of `at` (a slot for this registry's
+    /// shard count; any other falls back to a fresh lookup).
+    pub(crate) fn track_at(&self, at: ShardSlot, kind: SessionKind, holder: Holder, now: Timestamp) -> TrackedCheckout {
         if self.len.fetch_add(1, Ordering::Relaxed) >= self.capacity {
             self.len.fetch_sub(1, Ordering::Relaxed);
             self.untracked.fetch_add(1, Ordering::Relaxed);
-            return TrackedCheckout { entry: None, shard: 0, slot: 0 };
+            return TrackedCheckout { id: None, shard: 0, slot: 0 };
         }
-        let id = CheckoutId(self.next_id.fetch_add(1, Ordering::Relaxed));
-        let entry = Arc::new(Entry {
-            id,
-            kind,
-            holder,
-            checked_out_at: now,
-            last_active: AtomicU64::new(now.as_millis()),
-            leak_reported: AtomicBool::new(false),
-            timeout_reported: AtomicBool::new(false),
-        });
-        let shard = shard_slot(self.shards.len()).index;
+        let shards = self.shards.len();
+        let shard = if shard::fits(at, shards) { at.index } else { shard_slot(shards).index };
         let mut slab = self.shard(shard);
-        let slot = match slab.free.pop() {
-            Some(free) => {
-                slab.slots[free as usize] = Some(entry.clone());
+        let id = CheckoutId(slab.issued * shards as u64 + shard as u64 + 1);
+        slab.issued += 1;
+        let reused = slab.free.pop().and_then(|free| Some((free, slab.slots.get_mut(free as usize)?)));
+        let slot = match reused {
+            Some((free, entry)) => {
+                // Field by field: the slot's memory is written in place.
+                entry.id = id;
+                entry.kind = kind;
+                entry.holder = holder;
+                entry.checked_out_at = now;
+                entry.last_active = now;
+                entry.leak_reported = false;
+                entry.timeout_reported = false;
                 free
             }
             None => {
-                slab.slots.push(Some(entry.clone()));
+                slab.slots.push(Entry {
+                    id,
+                    kind,
+                    holder,
+                    checked_out_at: now,
+                    last_active: now,
+                    leak_reported: false,
+                    timeout_reported: false,
+                });
                 u32::try_from(slab.slots.len() - 1).unwrap_or(u32::MAX)
             }
         };
-        TrackedCheckout { entry: Some(entry), shard: u32::try_from(shard).unwrap_or(0), slot }
+        TrackedCheckout { id: Some(id), shard: u32::try_from(shard).unwrap_or(0), slot }
     }
 
     /// Notes activity on the checkout (for its idle time).
     pub(crate) fn touch(&self, checkout: &TrackedCheckout, now: Timestamp) {
-        if let Some(entry) = &checkout.entry {
-            entry.last_active.store(now.as_millis(), Ordering::Relaxed);
+        let Some(id) = checkout.id else { return };
+        let mut slab = self.shard(checkout.shard as usize);
+        if let Some(entry) = slab.slots.get_mut(checkout.slot as usize)
+            && entry.id == id
+        {
+            entry.last_active = now;
         }
     }
 
     /// Removes the checkout; returns its final state when it had been
     /// reported as a leak (so the caller can report it returned).
     /// `now` is read only in that case: a check-in that was never reported
-    /// costs no clock read.
-    pub(crate) fn release(&self, checkout: &TrackedCheckout, now: impl FnOnce() -> Timestamp) -> Option<CheckoutInfo> {
-        let entry = checkout.entry.as_ref()?;
-        {
+    /// costs no clock read. Boxed, so the common answer is one word.
+    pub(crate) fn release(
+        &self,
+        checkout: &TrackedCheckout,
+        now: impl FnOnce() -> Timestamp,
+    ) -> Option<Box<CheckoutInfo>> {
+        let id = checkout.id?;
+        let (holder, returned) = {
             let mut slab = self.shard(checkout.shard as usize);
-            let slot = checkout.slot as usize;
             // Only the entry this checkout put there is taken out.
-            if slab.slots.get(slot).and_then(Option::as_ref).is_some_and(|e| Arc::ptr_eq(e, entry)) {
-                slab.slots[slot] = None;
-                slab.free.push(checkout.slot);
-                self.len.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-        entry.leak_reported.load(Ordering::Relaxed).then(|| entry.info(now()))
+            let entry = slab.slots.get_mut(checkout.slot as usize).filter(|e| e.id == id)?;
+            let returned = if entry.leak_reported { Some(Box::new(entry.info(now()))) } else { None };
+            entry.id = VACANT;
+            let holder = entry.holder.is_known().then(|| std::mem::take(&mut entry.holder));
+            slab.free.push(checkout.slot);
+            self.len.fetch_sub(1, Ordering::Relaxed);
+            (holder, returned)
+        };
+        // The holder's strings are freed here, outside the shard's lock.
+        drop(holder);
+        returned
     }
 
     /// Flags checkouts held past `leak_after` and transactions open past
     /// `timeout_after`, each once.
     pub(crate) fn scan(&self, now: Timestamp, leak_after: Duration, timeout_after: Duration) -> ScanFindings {
         let mut findings = ScanFindings::default();
-        for entry in self.entries() {
-            let age = now.since(entry.checked_out_at);
-            if age >= leak_after {
-                if !entry.leak_reported.swap(true, Ordering::Relaxed) {
-                    findings.new_leaks.push(entry.info(now));
+        for index in 0..self.shards.len() {
+            let mut slab = self.shard(index);
+            for entry in slab.slots.iter_mut().filter(|e| e.is_live()) {
+                let age = now.since(entry.checked_out_at);
+                if age >= leak_after {
+                    if !entry.leak_reported {
+                        entry.leak_reported = true;
+                        findings.new_leaks.push(entry.info(now));
+                    }
+                    findings.suspected += 1;
                 }
-                findings.suspected += 1;
-            }
-            if entry.kind == SessionKind::Transaction
-                && age >= timeout_after
-                && !entry.timeout_reported.swap(true, Ordering::Relaxed)
-            {
-                findings.new_timeouts.push(entry.info(now));
+                if entry.kind == SessionKind::Transaction && age >= timeout_after && !entry.timeout_reported {
+                    entry.timeout_reported = true;
+                    findings.new_timeouts.push(entry.info(now));
+                }
             }
         }
         findings
@@ -234,22 +281,18 @@ impl Registry {
 
     /// Every live checkout, oldest first.
     pub(crate) fn list(&self, now: Timestamp) -> Vec<CheckoutInfo> {
-        let mut out: Vec<_> = self.entries().iter().map(|e| e.info(now)).collect();
+        let mut out = Vec::with_capacity(self.len.load(Ordering::Relaxed));
+        for index in 0..self.shards.len() {
+            out.extend(self.shard(index).slots.iter().filter(|e| e.is_live()).map(|e| e.info(now)));
+        }
         out.sort_by_key(|c| (c.checked_out_at, c.id));
         out
     }
 
     pub(crate) fn suspected(&self) -> u64 {
-        self.entries().iter().filter(|e| e.leak_reported.load(Ordering::Relaxed)).count() as u64
-    }
-
-    /// Every live entry, one shard locked at a time.
-    fn entries(&self) -> Vec<Arc<Entry>> {
-        let mut out = Vec::with_capacity(self.len.load(Ordering::Relaxed));
-        for index in 0..self.shards.len() {
-            out.extend(self.shard(index).slots.iter().flatten().cloned());
-        }
-        out
+        (0..self.shards.len())
+            .map(|index| self.shard(index).slots.iter().filter(|e| e.is_live() && e.leak_reported).count() as u64)
+            .sum()
     }
 
     pub(crate) fn untracked(&self) -> u64 {

@@ -218,50 +218,106 @@ impl HotThresholds {
     }
 }
 
+/// A histogram some of whose values are recorded once for several
+/// histograms: a plain checkout's session opens in exactly its wait, a
+/// checkout's session lasts exactly its use, and a statement run on a
+/// checkout made for it alone (a pool used as an executor) takes exactly
+/// the checkout's use. [`Monitor::open_checkout`], [`Monitor::close_checkout`]
+/// and [`Monitor::close_checkout_with_query`] record each such value once,
+/// into a part the histograms concerned share; every reader merges them.
+/// Values recorded one at a time (`record_checkout`, `record_query`, …) go
+/// to `own`.
+#[derive(Debug)]
+pub(crate) struct Composite {
+    pub(crate) own: Histogram,
+    shared: Box<[Arc<Histogram>]>,
+}
+
+impl Composite {
+    fn new(shared: &[&Arc<Histogram>]) -> Self {
+        Composite {
+            own: Histogram::new(HistogramConfig::precise()),
+            shared: shared.iter().map(|h| Arc::clone(h)).collect(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn record(&self, d: Duration) {
+        self.own.record(d);
+    }
+
+    /// Every part, merged.
+    pub(crate) fn snapshot(&self) -> HistogramSnapshot {
+        let mut snapshot = self.own.snapshot();
+        for part in self.shared.iter() {
+            snapshot.merge(&part.snapshot());
+        }
+        snapshot
+    }
+}
+
 /// The histograms a monitor keeps.
 #[derive(Debug)]
 pub(crate) struct Histograms {
-    pub(crate) query: Histogram,
-    pub(crate) session_duration: Histogram,
-    pub(crate) session_creation: Histogram,
+    pub(crate) query: Composite,
+    pub(crate) session_duration: Composite,
+    pub(crate) session_creation: Composite,
     pub(crate) session_cleanup: Histogram,
     pub(crate) recovery: Histogram,
-    pub(crate) checkout_wait: Histogram,
-    pub(crate) connection_use: Histogram,
+    pub(crate) checkout_wait: Composite,
+    pub(crate) connection_use: Composite,
     pub(crate) connection_create: Histogram,
     pub(crate) request: Histogram,
     pub(crate) cleanup_run: Histogram,
+    /// Waits of plain checkouts, which are also their sessions' creation
+    /// times (part of `checkout_wait` and `session_creation`).
+    opened: Arc<Histogram>,
+    /// Use times of checkouts, which are also their sessions' durations
+    /// (part of `connection_use` and `session_duration`).
+    closed: Arc<Histogram>,
+    /// Durations of statements that were their checkout's only use (part of
+    /// `query`, `connection_use` and `session_duration`).
+    statement: Arc<Histogram>,
 }
 
 impl Histograms {
     fn new() -> Self {
         let h = || Histogram::new(HistogramConfig::precise());
+        let opened = Arc::new(h());
+        let closed = Arc::new(h());
+        let statement = Arc::new(h());
         Histograms {
-            query: h(),
-            session_duration: h(),
-            session_creation: h(),
+            query: Composite::new(&[&statement]),
+            session_duration: Composite::new(&[&closed, &statement]),
+            session_creation: Composite::new(&[&opened]),
             session_cleanup: h(),
             recovery: h(),
-            checkout_wait: h(),
-            connection_use: h(),
+            checkout_wait: Composite::new(&[&opened]),
+            connection_use: Composite::new(&[&closed, &statement]),
             connection_create: h(),
             request: h(),
             cleanup_run: h(),
+            opened,
+            closed,
+            statement,
         }
     }
 
-    fn all(&self) -> [&Histogram; 10] {
+    fn all(&self) -> [&Histogram; 13] {
         [
-            &self.query,
-            &self.session_duration,
-            &self.session_creation,
+            &self.query.own,
+            &self.session_duration.own,
+            &self.session_creation.own,
             &self.session_cleanup,
             &self.recovery,
-            &self.checkout_wait,
-            &self.connection_use,
+            &self.checkout_wait.own,
+            &self.connection_use.own,
             &self.connection_create,
             &self.request,
             &self.cleanup_run,
+            &self.opened,
+            &self.closed,
+            &self.statement,
         ]
     }
 }
@@ -539,10 +595,7 @@ impl Monitor {
     pub fn record_session_created(&self, creation_time: Duration) {
         let c = &self.inner.counters;
         c.inc(Counter::SessionsCreated);
-        let active = self.inner.active_sessions.fetch_add(1, Ordering::Relaxed) + 1;
-        if active > self.inner.peak_sessions.load(Ordering::Relaxed) {
-            self.inner.peak_sessions.fetch_max(active, Ordering::Relaxed);
-        }
+        self.session_opened();
         self.inner.histograms.session_creation.record(creation_time);
         if HotThresholds::is_slow(&self.inner.hot.slow_creation_ns, creation_time) {
             c.inc(Counter::SlowSessionCreations);
@@ -645,7 +698,22 @@ impl Monitor {
     #[inline]
     pub fn record_query(&self, sql: &str, duration: Duration, rows: u64, outcome: Outcome<'_>) {
         let at = shard_slot(self.inner.shards);
-        let slow = self.count_query(at, duration, rows, &outcome);
+        self.record_query_in(at, &self.inner.histograms.query.own, sql, duration, rows, outcome);
+    }
+
+    /// [`Monitor::record_query`] as the holder of `at`, with the duration
+    /// recorded into `latency` (a part of the query histogram).
+    #[inline]
+    fn record_query_in(
+        &self,
+        at: ShardSlot,
+        latency: &Histogram,
+        sql: &str,
+        duration: Duration,
+        rows: u64,
+        outcome: Outcome<'_>,
+    ) {
+        let slow = self.count_query(at, latency, duration, rows, &outcome);
         let failed = outcome.class().is_some();
         let e = Execution { at, duration, rows, failed, slow };
         let in_context = context::is_active();
@@ -664,7 +732,7 @@ impl Monitor {
     #[inline]
     pub fn record_prepared(&self, query: &PreparedQuery, duration: Duration, rows: u64, outcome: Outcome<'_>) {
         let at = shard_slot(self.inner.shards);
-        let slow = self.count_query(at, duration, rows, &outcome);
+        let slow = self.count_query(at, &self.inner.histograms.query.own, duration, rows, &outcome);
         let failed = outcome.class().is_some();
         self.inner.queries.record_prepared(query, Execution { at, duration, rows, failed, slow }, || self.now());
         if context::is_active() {
@@ -676,12 +744,19 @@ impl Monitor {
     }
 
     #[inline]
-    fn count_query(&self, at: ShardSlot, duration: Duration, rows: u64, outcome: &Outcome<'_>) -> bool {
+    fn count_query(
+        &self,
+        at: ShardSlot,
+        latency: &Histogram,
+        duration: Duration,
+        rows: u64,
+        outcome: &Outcome<'_>,
+    ) -> bool {
         let c = &self.inner.counters;
         if rows != 0 {
             c.add_in(at, Counter::QueryRows, rows);
         }
-        self.inner.histograms.query.record_ns_at(at, nanos(duration));
+        latency.record_ns_at(at, nanos(duration));
         if outcome.class().is_some() {
             c.add_in(at, Counter::QueryErrors, 1);
         }
@@ -791,6 +866,101 @@ impl Monitor {
         self.inner.counters.inc(Counter::ConnectionsClosed);
     }
 
+    /// A connection was checked out after waiting `wait`, opening a session
+    /// that took `creation` to open (the wait itself for a plain checkout;
+    /// the wait plus the BEGIN for a transaction), held by `holder`.
+    ///
+    /// The same as [`Monitor::record_checkout`], [`Monitor::record_session_created`]
+    /// and [`Monitor::track_checkout`] in one call, with one shard lookup
+    /// and one clock read: this is on the path of every pooled statement.
+    /// Pair it with [`Monitor::close_checkout`].
+    #[inline]
+    pub fn open_checkout(
+        &self,
+        kind: SessionKind,
+        holder: Holder,
+        wait: Duration,
+        creation: Duration,
+    ) -> TrackedCheckout {
+        let inner = &*self.inner;
+        let at = shard_slot(inner.shards);
+        let c = &inner.counters;
+        c.add_in(at, Counter::Checkouts, 1);
+        c.add_in(at, Counter::SessionsCreated, 1);
+        let h = &inner.histograms;
+        if creation == wait {
+            h.opened.record_ns_at(at, nanos(wait));
+        } else {
+            h.checkout_wait.own.record_ns_at(at, nanos(wait));
+            h.session_creation.own.record_ns_at(at, nanos(creation));
+        }
+        self.session_opened();
+        if HotThresholds::is_slow(&inner.hot.slow_creation_ns, creation) {
+            c.add_in(at, Counter::SlowSessionCreations, 1);
+        }
+        inner.checkouts.track_at(at, kind, holder, self.now())
+    }
+
+    /// A checkout from [`Monitor::open_checkout`] ended: the connection was
+    /// out for `used`, and closing its session (COMMIT / ROLLBACK) took
+    /// `cleanup` (zero for a plain checkout). The same as
+    /// [`Monitor::record_checkin`], [`Monitor::release_checkout`] and
+    /// [`Monitor::record_session_closed`] with `used` as the session's
+    /// duration.
+    #[inline]
+    pub fn close_checkout(&self, checkout: &TrackedCheckout, used: Duration, cleanup: Duration) {
+        let inner = &*self.inner;
+        let at = shard_slot(inner.shards);
+        inner.histograms.closed.record_ns_at(at, nanos(used));
+        if !cleanup.is_zero() {
+            inner.histograms.session_cleanup.record_ns_at(at, nanos(cleanup));
+        }
+        self.checkout_closed(at, checkout, cleanup);
+    }
+
+    /// A statement ran on a checkout from [`Monitor::open_checkout`] made
+    /// for it alone (a pool used directly as an executor), and the checkout
+    /// ended when the statement did. The same as [`Monitor::record_query`]
+    /// then [`Monitor::close_checkout`] with the statement's duration as the
+    /// use time and no cleanup, with each figure recorded once.
+    #[inline]
+    pub fn close_checkout_with_query(
+        &self,
+        checkout: &TrackedCheckout,
+        sql: &str,
+        duration: Duration,
+        rows: u64,
+        outcome: Outcome<'_>,
+    ) {
+        let inner = &*self.inner;
+        let at = shard_slot(inner.shards);
+        self.record_query_in(at, &inner.histograms.statement, sql, duration, rows, outcome);
+        self.checkout_closed(at, checkout, Duration::ZERO);
+    }
+
+    /// The counts of a check-in and of its session's end, and the release.
+    #[inline]
+    fn checkout_closed(&self, at: ShardSlot, checkout: &TrackedCheckout, cleanup: Duration) {
+        let inner = &*self.inner;
+        let c = &inner.counters;
+        c.add_in(at, Counter::Checkins, 1);
+        c.add_in(at, Counter::SessionsClosed, 1);
+        inner.active_sessions.fetch_sub(1, Ordering::Relaxed);
+        if HotThresholds::is_slow(&inner.hot.slow_cleanup_ns, cleanup) {
+            c.add_in(at, Counter::SlowSessionCleanups, 1);
+        }
+        self.release_checkout(checkout);
+    }
+
+    /// Counts one more active session and raises the peak.
+    #[inline]
+    fn session_opened(&self) {
+        let active = self.inner.active_sessions.fetch_add(1, Ordering::Relaxed) + 1;
+        if active > self.inner.peak_sessions.load(Ordering::Relaxed) {
+            self.inner.peak_sessions.fetch_max(active, Ordering::Relaxed);
+        }
+    }
+
     /// Starts tracking a checkout for leak detection and the live checkout list.
     pub fn track_checkout(&self, kind: SessionKind, holder: Holder) -> TrackedCheckout {
         self.inner.checkouts.track(kind, holder, self.now())
@@ -803,17 +973,23 @@ impl Monitor {
 
     /// Stops tracking a checkout. If it had been reported as a leak, a
     /// "returned" event follows.
+    #[inline]
     pub fn release_checkout(&self, checkout: &TrackedCheckout) {
         if let Some(info) = self.inner.checkouts.release(checkout, || self.now()) {
-            tracing::info!(
-                target: "dbwarden",
-                checkout = info.id.0,
-                held_seconds = info.age_seconds,
-                route = info.holder.route.as_deref().unwrap_or("-"),
-                "previously reported leaked connection was returned"
-            );
-            self.emit(Event::LeakReturned(info));
+            self.leak_returned(*info);
         }
+    }
+
+    #[cold]
+    fn leak_returned(&self, info: CheckoutInfo) {
+        tracing::info!(
+            target: "dbwarden",
+            checkout = info.id.0,
+            held_seconds = info.age_seconds,
+            route = info.holder.route.as_deref().unwrap_or("-"),
+            "previously reported leaked connection was returned"
+        );
+        self.emit(Event::LeakReturned(info));
     }
 
     /// The checkouts out now, oldest first.

@@ -277,6 +277,71 @@ fn pool_exhaustion_alerts_after_its_for_duration_and_health_fails() {
 }
 
 #[test]
+fn combined_checkout_calls_count_each_figure_once_in_every_histogram() {
+    let (m, _) = monitor();
+    // A plain checkout opens its session in its wait; a transaction's
+    // session also took the BEGIN.
+    let plain = m.open_checkout(SessionKind::Connection, Holder::default(), ms(2), ms(2));
+    let tx = m.open_checkout(SessionKind::Transaction, Holder::default(), ms(3), ms(5));
+    assert_eq!(m.active_sessions(), 2);
+    let live = m.checkouts();
+    assert_eq!(live.len(), 2);
+    assert_ne!(live[0].id, live[1].id);
+    assert_eq!(Some(live[1].id), tx.id());
+    m.close_checkout_with_query(&plain, "SELECT * FROM users WHERE id = 7", ms(4), 1, Outcome::Success);
+    m.close_checkout(&tx, ms(20), ms(1));
+    assert_eq!(m.active_sessions(), 0);
+    assert!(m.checkouts().is_empty());
+
+    let h = m.latency_histograms();
+    assert_eq!((h.checkout_wait.count(), h.checkout_wait.sum()), (2, ms(5)));
+    assert_eq!((h.session_creation.count(), h.session_creation.sum()), (2, ms(7)));
+    assert_eq!((h.connection_use.count(), h.connection_use.sum()), (2, ms(24)));
+    assert_eq!((h.session_duration.count(), h.session_duration.sum()), (2, ms(24)));
+    assert_eq!((h.session_cleanup.count(), h.session_cleanup.sum()), (1, ms(1)));
+    assert_eq!((h.query.count(), h.query.sum()), (1, ms(4)));
+    let snap = m.snapshot();
+    assert_eq!((snap.pool_metrics.checkouts, snap.pool_metrics.checkins), (2, 2));
+    assert_eq!((snap.session_metrics.sessions_created, snap.session_metrics.sessions_closed), (2, 2));
+    assert_eq!(snap.session_metrics.peak_active_sessions, 2);
+    assert_eq!(snap.query_metrics.total, 1);
+    let top = m.top_queries(QuerySort::Calls, 5);
+    assert_eq!((top[0].text.as_str(), top[0].calls, top[0].rows), ("SELECT * FROM users WHERE id = ?", 1, 1));
+
+    // A value recorded once for several histograms is reset with them.
+    m.reset(ResetScope::Metrics);
+    let h = m.latency_histograms();
+    for (name, count) in [
+        ("checkout_wait", h.checkout_wait.count()),
+        ("session_creation", h.session_creation.count()),
+        ("connection_use", h.connection_use.count()),
+        ("session_duration", h.session_duration.count()),
+        ("query", h.query.count()),
+    ] {
+        assert_eq!(count, 0, "{name}");
+    }
+}
+
+#[test]
+fn a_released_slot_is_reused_without_mixing_up_checkouts() {
+    let (m, _) = monitor();
+    let first = m.open_checkout(SessionKind::Connection, Holder::default(), ms(1), ms(1));
+    m.close_checkout(&first, ms(1), Duration::ZERO);
+    let holder = Holder { route: Some("/reports".into()), ..Holder::default() };
+    let second = m.open_checkout(SessionKind::Connection, holder, ms(1), ms(1));
+    assert_ne!(first.id(), second.id());
+    // The first checkout's stale handle neither touches nor releases the second.
+    m.touch_checkout(&first);
+    m.release_checkout(&first);
+    let live = m.checkouts();
+    assert_eq!(live.len(), 1);
+    assert_eq!(Some(live[0].id), second.id());
+    assert_eq!(live[0].holder.route.as_deref(), Some("/reports"));
+    m.close_checkout(&second, ms(1), Duration::ZERO);
+    assert!(m.checkouts().is_empty());
+}
+
+#[test]
 fn leaked_checkouts_are_reported_then_returned() {
     let (m, clock) = monitor();
     let sink = Arc::new(CollectingSink::new());

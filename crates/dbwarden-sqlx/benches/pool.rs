@@ -24,6 +24,13 @@
 //! Then criterion measures each side on its own (same process, one after
 //! the other) for its confidence intervals.
 //!
+//! Profiling mode: with `DBWARDEN_BENCH_PROFILE=<backend>-<side>` (`sqlite` or
+//! `postgres`, `bare` or `monitored`) the binary skips both measurements and
+//! runs `DBWARDEN_BENCH_QUERIES` (default 10 000) queries of that one side
+//! after the setup, for an instruction-counting or scheduling profiler
+//! (`valgrind --tool=callgrind`, `perf stat`): the difference between two
+//! query counts is the cost per query, free of the setup.
+//!
 //! PostgreSQL: `DBWARDEN_TEST_POSTGRES_URL` (default
 //! `postgres://postgres@127.0.0.1:5432/test`); the benchmark works in its own
 //! schema `dbw_bench_<pid>` and drops it at the end. Skipped when the server
@@ -259,8 +266,41 @@ async fn pg_teardown(schema: &str) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
+/// Runs one side only, for a profiler; see the module documentation.
+fn profile(rt: &Runtime, which: &str) {
+    let queries: u64 = std::env::var("DBWARDEN_BENCH_QUERIES").ok().and_then(|n| n.parse().ok()).unwrap_or(10_000);
+    let (backend, side) = which.split_once('-').expect("DBWARDEN_BENCH_PROFILE is <backend>-<side>");
+    let monitored = match side {
+        "bare" => false,
+        "monitored" => true,
+        other => panic!("unknown side {other}: bare or monitored"),
+    };
+    let mut ids = Ids(0);
+    match backend {
+        "sqlite" => {
+            let sides = rt.block_on(async {
+                let pool = sqlite_pool().await;
+                SqliteSides { monitored: MonitoredPool::new(pool.clone(), Monitor::new()), bare: pool }
+            });
+            rt.block_on(sides.block(monitored, &mut ids, queries));
+        }
+        "postgres" => {
+            let schema = format!("dbw_bench_{}", std::process::id());
+            let sides = rt.block_on(pg_setup(&schema)).expect("postgres setup");
+            rt.block_on(sides.block(monitored, &mut ids, queries));
+            rt.block_on(sides.bare.close());
+            rt.block_on(pg_teardown(&schema)).expect("drop schema");
+        }
+        other => panic!("unknown backend {other}: sqlite or postgres"),
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    if let Ok(which) = std::env::var("DBWARDEN_BENCH_PROFILE") {
+        profile(&rt, &which);
+        return;
+    }
     let mut criterion = Criterion::default().configure_from_args();
 
     let sqlite = rt.block_on(async {

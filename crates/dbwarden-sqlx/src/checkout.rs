@@ -2,9 +2,10 @@
 //! transaction: one checkout from the pool, tracked in the core's registry,
 //! and the session it belongs to.
 
+use std::borrow::Borrow;
 use std::time::{Duration, Instant};
 
-use dbwarden_core::{Holder, Monitor, SessionKind, TrackedCheckout};
+use dbwarden_core::{Holder, Monitor, Outcome, SessionKind, TrackedCheckout};
 
 /// How a connection was obtained from the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +39,17 @@ fn backtraces_enabled() -> bool {
 /// route, when the request-tracking layer runs it), the current tracing
 /// span, and a backtrace when [`CHECKOUT_BACKTRACE_ENV`] is set.
 pub fn current_holder() -> Holder {
-    let span = tracing::Span::current().metadata().map(|m| format!("{}::{}", m.target(), m.name()));
+    // The dispatcher's current span rather than `Span::current()`: the
+    // latter clones the span (a reference count in the subscriber) only for
+    // us to read its name and drop it again. With every level off (no
+    // subscriber, or one that wants nothing), no span can be current.
+    let span = if tracing::level_filters::LevelFilter::current() == tracing::level_filters::LevelFilter::OFF {
+        None
+    } else {
+        tracing::dispatcher::get_default(|dispatch| {
+            dispatch.current_span().metadata().map(|m| format!("{}::{}", m.target(), m.name()))
+        })
+    };
     let backtrace = backtraces_enabled().then(|| std::backtrace::Backtrace::force_capture().to_string());
     let request = dbwarden_core::context::current_request();
     Holder {
@@ -51,9 +62,14 @@ pub fn current_holder() -> Holder {
 
 /// One live checkout. Dropping it records the check-in, closes the session
 /// and releases the registry entry.
+///
+/// `M` is how it reaches the monitor: an owned [`Monitor`] for the
+/// connections and transactions handed to callers, a borrowed one for the
+/// checkout a pool statement makes and ends inside its own future (no
+/// reference count to touch).
 #[derive(Debug)]
-pub(crate) struct Checkout {
-    monitor: Monitor,
+pub(crate) struct Checkout<M: Borrow<Monitor> = Monitor> {
+    monitor: M,
     tracked: TrackedCheckout,
     checked_out_at: Instant,
     acquire: AcquireInfo,
@@ -61,32 +77,35 @@ pub(crate) struct Checkout {
     cleanup: Duration,
     /// A transaction neither committed nor rolled back yet.
     open_transaction: bool,
+    /// Already recorded as ended (with its statement).
+    closed: bool,
 }
 
-impl Checkout {
-    /// Records the checkout and opens its tracking; the session itself is
-    /// recorded by the caller (its creation time differs per kind).
+impl<M: Borrow<Monitor>> Checkout<M> {
+    /// Records the checkout, the session it opens (which took `creation`)
+    /// and its tracking.
     pub(crate) fn start(
-        monitor: &Monitor,
+        monitor: M,
         kind: SessionKind,
         holder: Holder,
         acquire: AcquireInfo,
+        creation: Duration,
         checked_out_at: Instant,
-    ) -> Checkout {
-        monitor.record_checkout(acquire.wait);
-        let tracked = monitor.track_checkout(kind, holder);
+    ) -> Self {
+        let tracked = monitor.borrow().open_checkout(kind, holder, acquire.wait, creation);
         Checkout {
-            monitor: monitor.clone(),
+            monitor,
             tracked,
             checked_out_at,
             acquire,
             cleanup: Duration::ZERO,
             open_transaction: kind == SessionKind::Transaction,
+            closed: false,
         }
     }
 
     pub(crate) fn monitor(&self) -> &Monitor {
-        &self.monitor
+        self.monitor.borrow()
     }
 
     pub(crate) fn acquire_info(&self) -> AcquireInfo {
@@ -95,7 +114,7 @@ impl Checkout {
 
     /// Notes activity for the checkout's idle time.
     pub(crate) fn touch(&self) {
-        self.monitor.touch_checkout(&self.tracked);
+        self.monitor().touch_checkout(&self.tracked);
     }
 
     /// The transaction ended (committed or rolled back) after `cleanup`.
@@ -104,22 +123,32 @@ impl Checkout {
         self.cleanup = cleanup;
     }
 
+    /// Ends the checkout together with the one statement it was made for,
+    /// which ran for `duration` (the checkout's use) from the checkout on;
+    /// the drop then records nothing more.
+    pub(crate) fn close_with_query(&mut self, sql: &str, duration: Duration, rows: u64, outcome: Outcome<'_>) {
+        self.closed = true;
+        self.monitor.borrow().close_checkout_with_query(&self.tracked, sql, duration, rows, outcome);
+    }
+
     /// The id of the registry entry, if tracked.
     pub(crate) fn id(&self) -> Option<dbwarden_core::CheckoutId> {
         self.tracked.id()
     }
 }
 
-impl Drop for Checkout {
+impl<M: Borrow<Monitor>> Drop for Checkout<M> {
     fn drop(&mut self) {
+        if self.closed {
+            return;
+        }
         let used = self.checked_out_at.elapsed();
+        let monitor = self.monitor.borrow();
         if self.open_transaction {
             // sqlx queues a ROLLBACK for a transaction dropped while open.
-            self.monitor.record_rollback();
+            monitor.record_rollback();
         }
-        self.monitor.record_checkin(used);
-        self.monitor.release_checkout(&self.tracked);
-        self.monitor.record_session_closed(used, self.cleanup);
+        monitor.close_checkout(&self.tracked, used, self.cleanup);
     }
 }
 

@@ -11,7 +11,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use dbwarden_core::{ErrorClass, Monitor, Outcome};
 use futures_core::Stream;
@@ -21,7 +21,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use sqlx::error::BoxDynError;
 use sqlx::{Database, Either, Execute, Executor, SqlStr};
 
-use crate::checkout::current_holder;
+use crate::checkout::{Checkout, current_holder};
 use crate::classify::classify;
 use crate::connection::MonitoredConnection;
 use crate::database::MonitoredDatabase;
@@ -31,15 +31,15 @@ use crate::transaction::MonitoredTransaction;
 
 /// A query taken apart so that its SQL text can be kept for recording while
 /// the driver still gets everything it needs.
-struct Captured<DB: Database> {
-    sql: SqlStr,
+pub(crate) struct Captured<DB: Database> {
+    pub(crate) sql: SqlStr,
     statement: Option<DB::Statement>,
     arguments: Option<Result<Option<DB::Arguments>, BoxDynError>>,
     persistent: bool,
 }
 
 impl<DB: Database> Captured<DB> {
-    fn capture<'q, E: Execute<'q, DB>>(mut query: E) -> Self {
+    pub(crate) fn capture<'q, E: Execute<'q, DB>>(mut query: E) -> Self {
         let arguments = Some(query.take_arguments());
         let persistent = query.persistent();
         let statement = query.statement().cloned();
@@ -67,18 +67,18 @@ impl<DB: Database> Execute<'_, DB> for Captured<DB> {
 }
 
 /// Times one statement and records it once.
-struct QueryRecorder<'m> {
+pub(crate) struct QueryRecorder<'m> {
     monitor: &'m Monitor,
     sql: SqlStr,
     started: Option<Instant>,
-    returned: u64,
+    pub(crate) returned: u64,
     affected: u64,
     error: Option<(ErrorClass, String)>,
     done: bool,
 }
 
 impl<'m> QueryRecorder<'m> {
-    fn new(monitor: &'m Monitor, sql: SqlStr) -> Self {
+    pub(crate) fn new(monitor: &'m Monitor, sql: SqlStr) -> Self {
         QueryRecorder { monitor, sql, started: None, returned: 0, affected: 0, error: None, done: false }
     }
 
@@ -88,17 +88,40 @@ impl<'m> QueryRecorder<'m> {
         }
     }
 
-    fn fail(&mut self, error: &sqlx::Error) {
+    /// Starts the timing at `at`, a moment already read from the clock.
+    pub(crate) fn begin_at(&mut self, at: Instant) {
+        self.started = Some(at);
+    }
+
+    pub(crate) fn fail(&mut self, error: &sqlx::Error) {
         self.error = Some((classify(error), error.to_string()));
     }
 
     fn finish(&mut self) {
+        self.finish_timed();
+    }
+
+    /// Records the statement once, as ended now; returns how long it ran
+    /// (`None` when it was already recorded or never started).
+    pub(crate) fn finish_timed(&mut self) -> Option<Duration> {
+        let monitor = self.monitor;
+        self.finish_by(|sql, duration, rows, outcome| monitor.record_query(sql, duration, rows, outcome))
+    }
+
+    /// Records the statement once, as ended now, together with the end of
+    /// `checkout`, which was made for this statement alone and ends with it.
+    pub(crate) fn finish_with_checkout(&mut self, checkout: &mut Checkout<&Monitor>) {
+        self.finish_by(|sql, duration, rows, outcome| checkout.close_with_query(sql, duration, rows, outcome));
+    }
+
+    /// Hands the statement's text, duration (ending now), rows and outcome
+    /// to `record`, once; returns the duration.
+    fn finish_by(&mut self, record: impl FnOnce(&str, Duration, u64, Outcome<'_>)) -> Option<Duration> {
         if self.done {
-            return;
+            return None;
         }
         self.done = true;
-        let Some(started) = self.started else { return };
-        let duration = started.elapsed();
+        let duration = self.started?.elapsed();
         // PostgreSQL reports a SELECT's row count as affected too: take the
         // larger rather than the sum.
         let rows = self.returned.max(self.affected);
@@ -106,7 +129,8 @@ impl<'m> QueryRecorder<'m> {
             None => Outcome::Success,
             Some((class, message)) => Outcome::Failure { class: *class, message },
         };
-        self.monitor.record_query(self.sql.as_str(), duration, rows, outcome);
+        record(self.sql.as_str(), duration, rows, outcome);
+        Some(duration)
     }
 }
 
@@ -165,13 +189,16 @@ where
     Box::pin(RecordedStream::<DB> { inner, recorder })
 }
 
-/// `fetch_optional` on a driver connection, recorded. Not boxed, so the
-/// pool's executor can await it inside its own (one) boxed future.
-async fn fetch_optional_on<'e, 'q: 'e, DB, E>(
+/// `fetch_optional` on a driver connection, recorded; also returns how long
+/// the statement ran. Timed from `started` when the caller already read the
+/// clock at that moment, else from the first poll. Not boxed, so the pool's
+/// executor can await it inside its own (one) boxed future.
+pub(crate) async fn fetch_optional_on<'e, 'q: 'e, DB, E>(
     conn: &'e mut DB::Connection,
     monitor: &'e Monitor,
     query: E,
-) -> Result<Option<DB::Row>, sqlx::Error>
+    started: Option<Instant>,
+) -> (Result<Option<DB::Row>, sqlx::Error>, Duration)
 where
     DB: MonitoredDatabase,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
@@ -180,14 +207,14 @@ where
     let captured = Captured::<DB>::capture(query);
     let mut recorder = QueryRecorder::new(monitor, captured.sql.clone());
     let inner = conn.fetch_optional(captured);
-    recorder.begin();
+    recorder.begin_at(started.unwrap_or_else(Instant::now));
     let result = inner.await;
     match &result {
         Ok(row) => recorder.returned = u64::from(row.is_some()),
         Err(error) => recorder.fail(error),
     }
-    recorder.finish();
-    result
+    let ran = recorder.finish_timed().unwrap_or_default();
+    (result, ran)
 }
 
 impl<'p, DB> Executor<'p> for &'_ MonitoredPool<DB>
@@ -219,14 +246,7 @@ where
     where
         E: 'q + Execute<'q, DB>,
     {
-        let pool = self.clone();
-        let holder = current_holder();
-        Box::pin(async move {
-            let mut conn = pool.acquire_as(holder).await?;
-            // Just checked out: its last activity is its checkout time.
-            let (raw, _) = conn.parts();
-            fetch_optional_on::<DB, E>(raw, pool.monitor(), query).await
-        })
+        Box::pin(self.clone().fetch_optional_checked_out(current_holder(), query))
     }
 
     fn prepare_with<'e>(
@@ -281,7 +301,8 @@ macro_rules! checkout_executor {
             {
                 let (raw, checkout) = self.parts();
                 checkout.touch();
-                Box::pin(fetch_optional_on::<$db, E>(raw, checkout.monitor(), query))
+                let monitor = checkout.monitor();
+                Box::pin(async move { fetch_optional_on::<$db, E>(raw, monitor, query, None).await.0 })
             }
 
             fn prepare_with<'e>(

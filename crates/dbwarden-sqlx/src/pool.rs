@@ -8,7 +8,7 @@
 //! `after_connect`), all under one `acquire_timeout`. It reports no
 //! timings, and no count of tasks waiting for a permit.
 //!
-//! - The **checkout wait** (`Monitor::record_checkout`) is the whole of
+//! - The **checkout wait** (`Monitor::open_checkout`) is the whole of
 //!   `acquire()`, measured around it.
 //! - The **connect time** (`Monitor::record_connection_opened`) comes from
 //!   an `after_connect` hook this crate installs. When the connect happens
@@ -53,6 +53,7 @@ use crate::checkout::{AcquireInfo, Checkout, current_holder};
 use crate::classify::classify;
 use crate::connection::MonitoredConnection;
 use crate::database::MonitoredDatabase;
+use crate::executor::{Captured, QueryRecorder};
 use crate::transaction::MonitoredTransaction;
 
 thread_local! {
@@ -83,14 +84,17 @@ impl Drop for AcquirePoll {
 }
 
 pin_project_lite::pin_project! {
-    /// Polls an acquire with its start visible to the `after_connect` hook
-    /// and resolves to its output with the connect time the hook saw, if
-    /// any. Two thread-local writes per poll, no allocation: it sits on the
-    /// path of every checkout that may open a connection.
+    /// Polls an acquire, when `traced`, with its start visible to the
+    /// `after_connect` hook, and resolves to its output with the connect
+    /// time the hook saw, if any. Two thread-local writes per traced poll,
+    /// none otherwise, no allocation: it sits on the path of every checkout.
+    /// One wrapper for both cases, so the (large) acquire future is moved
+    /// into the statement's future once, whichever case applies.
     struct TracedAcquire<F> {
         #[pin]
         acquire: F,
         started: Instant,
+        traced: bool,
         connected: Option<Duration>,
     }
 }
@@ -100,6 +104,9 @@ impl<F: std::future::Future> std::future::Future for TracedAcquire<F> {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
         let this = self.project();
+        if !*this.traced {
+            return this.acquire.poll(cx).map(|output| (output, None));
+        }
         let polled = {
             let _poll = AcquirePoll::enter(*this.started);
             this.acquire.poll(cx)
@@ -112,7 +119,7 @@ impl<F: std::future::Future> std::future::Future for TracedAcquire<F> {
 }
 
 fn traced_acquire<F: std::future::Future>(started: Instant, acquire: F) -> TracedAcquire<F> {
-    TracedAcquire { acquire, started, connected: None }
+    TracedAcquire { acquire, started, traced: true, connected: None }
 }
 
 /// A user's `after_connect` callback, chained after dbwarden's.
@@ -131,14 +138,16 @@ type AfterConnect<DB> = Arc<
 /// executor exactly like a sqlx pool: `sqlx::query("…").fetch_all(&pool)`.
 pub struct MonitoredPool<DB: MonitoredDatabase> {
     pool: Pool<DB>,
-    monitor: Monitor,
-    /// State shared by this pool's clones and its hooks.
+    /// The monitor and the state shared by this pool's clones and its
+    /// hooks, behind one reference count (a statement clones the pool).
     shared: Arc<Shared>,
 }
 
-/// What the monitored pool counts itself because sqlx does not.
-#[derive(Debug, Default)]
+/// The monitor, and what the monitored pool counts itself because sqlx
+/// does not.
+#[derive(Debug)]
 struct Shared {
+    monitor: Monitor,
     /// Acquires in progress through this pool (and its clones).
     pending: AtomicU32,
     /// Connections the `after_connect` hook saw opened; `None` when the
@@ -146,6 +155,12 @@ struct Shared {
     opened: Option<AtomicU64>,
     /// Closes already recorded, inferred at each sample as opened − size.
     closed_recorded: AtomicU64,
+}
+
+impl Shared {
+    fn new(monitor: Monitor, opened: Option<AtomicU64>) -> Self {
+        Shared { monitor, pending: AtomicU32::new(0), opened, closed_recorded: AtomicU64::new(0) }
+    }
 }
 
 /// Counts one acquire as pending for as long as it lives, so a cancelled
@@ -170,12 +185,12 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// are not recorded; build the pool with [`MonitoredPool::builder`] to
     /// have them.
     pub fn new(pool: Pool<DB>, monitor: Monitor) -> Self {
-        MonitoredPool::with_shared(pool, monitor, Arc::new(Shared::default()))
+        MonitoredPool::with_shared(pool, Arc::new(Shared::new(monitor, None)))
     }
 
-    fn with_shared(pool: Pool<DB>, monitor: Monitor, shared: Arc<Shared>) -> Self {
+    fn with_shared(pool: Pool<DB>, shared: Arc<Shared>) -> Self {
         let options = pool.options();
-        monitor.record_pool_config(PoolConfig {
+        shared.monitor.record_pool_config(PoolConfig {
             system: DB::NAME.to_ascii_lowercase(),
             max_connections: options.get_max_connections(),
             min_connections: options.get_min_connections(),
@@ -184,13 +199,13 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
             max_lifetime_seconds: options.get_max_lifetime().map(|d| d.as_secs_f64()),
             test_before_acquire: options.get_test_before_acquire(),
         });
-        MonitoredPool { pool, monitor, shared }
+        MonitoredPool { pool, shared }
     }
 
     /// A builder from sqlx pool options, which installs dbwarden's hooks.
     pub fn builder(options: PoolOptions<DB>, monitor: Monitor) -> MonitoredPoolOptions<DB> {
-        let shared = Arc::new(Shared { opened: Some(AtomicU64::new(0)), ..Shared::default() });
-        MonitoredPoolOptions { options, monitor, after_connect: None, shared }
+        let shared = Arc::new(Shared::new(monitor, Some(AtomicU64::new(0))));
+        MonitoredPoolOptions { options, after_connect: None, shared }
     }
 
     /// The underlying sqlx pool (statements run on it are not recorded).
@@ -200,7 +215,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
 
     /// The monitor everything is recorded into.
     pub fn monitor(&self) -> &Monitor {
-        &self.monitor
+        &self.shared.monitor
     }
 
     /// Checks a connection out; its holder is the current tracing span.
@@ -214,8 +229,14 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// session error.
     pub async fn acquire_as(&self, holder: Holder) -> Result<MonitoredConnection<DB>, sqlx::Error> {
         let (conn, info, checked_out_at) = self.checkout().await?;
-        let checkout = Checkout::start(&self.monitor, SessionKind::Connection, holder, info, checked_out_at);
-        self.monitor.record_session_created(info.wait);
+        let checkout = Checkout::start(
+            self.shared.monitor.clone(),
+            SessionKind::Connection,
+            holder,
+            info,
+            info.wait,
+            checked_out_at,
+        );
         Ok(MonitoredConnection::new(conn, checkout))
     }
 
@@ -232,16 +253,23 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
         let (conn, info, checked_out_at) = self.checkout().await?;
         match Transaction::begin(conn, None).await {
             Ok(tx) => {
-                let checkout = Checkout::start(&self.monitor, SessionKind::Transaction, holder, info, checked_out_at);
                 // The transaction's creation is the wait plus the BEGIN.
-                self.monitor.record_session_created(info.wait + checked_out_at.elapsed());
+                let creation = info.wait + checked_out_at.elapsed();
+                let checkout = Checkout::start(
+                    self.shared.monitor.clone(),
+                    SessionKind::Transaction,
+                    holder,
+                    info,
+                    creation,
+                    checked_out_at,
+                );
                 Ok(MonitoredTransaction::new(tx, checkout))
             }
             Err(error) => {
                 // The connection was out for the BEGIN only.
-                self.monitor.record_checkout(info.wait);
-                self.monitor.record_checkin(checked_out_at.elapsed());
-                self.monitor.record_session_error(classify(&error), &error.to_string());
+                self.shared.monitor.record_checkout(info.wait);
+                self.shared.monitor.record_checkin(checked_out_at.elapsed());
+                self.shared.monitor.record_session_error(classify(&error), &error.to_string());
                 Err(error)
             }
         }
@@ -263,7 +291,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
             max: options.get_max_connections(),
             min: options.get_min_connections(),
         };
-        self.monitor.record_pool_sample(sample);
+        self.shared.monitor.record_pool_sample(sample);
         self.record_inferred_closes(size);
         sample
     }
@@ -286,7 +314,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
         let closed = opened.load(Ordering::Relaxed).saturating_sub(u64::from(size));
         let recorded = self.shared.closed_recorded.fetch_max(closed, Ordering::Relaxed);
         if closed > recorded {
-            self.monitor.record_connections_closed(closed - recorded);
+            self.shared.monitor.record_connections_closed(closed - recorded);
         }
     }
 
@@ -310,31 +338,96 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
         Ok(Sampler { task })
     }
 
+    /// One statement on a connection checked out for it alone, the way
+    /// `&pool` runs statements as an executor: the checkout, the session and
+    /// the statement are recorded as through [`MonitoredPool::acquire_as`],
+    /// with the clock read once per boundary (the end of the acquire starts
+    /// the statement; the statement's end is the check-in) and the checkout
+    /// borrowing this pool's monitor.
+    ///
+    /// One `async fn` holding the acquire and the statement directly, not
+    /// awaiting helper futures: each nested future would be moved (copied
+    /// whole, sqlx's acquire included) into its parent's.
+    pub(crate) async fn fetch_optional_checked_out<'q, E>(
+        self,
+        holder: Holder,
+        query: E,
+    ) -> Result<Option<DB::Row>, sqlx::Error>
+    where
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        E: 'q + sqlx::Execute<'q, DB>,
+    {
+        let started = Instant::now();
+        let (result, connect) = {
+            let _pending = PendingGuard::enter(&self.shared.pending);
+            self.acquire_traced(started).await
+        };
+        let (mut conn, info, checked_out_at) = self.acquired(started, result, connect)?;
+        let monitor = &self.shared.monitor;
+        // Declared before `conn`, so that on every path (cancellation
+        // included) the connection goes back to the pool first.
+        let mut checkout = Checkout::start(monitor, SessionKind::Connection, holder, info, info.wait, checked_out_at);
+        let captured = Captured::<DB>::capture(query);
+        let mut recorder = QueryRecorder::new(monitor, captured.sql.clone());
+        recorder.begin_at(checked_out_at);
+        let result = sqlx::Executor::fetch_optional(&mut *conn, captured).await;
+        match &result {
+            Ok(row) => recorder.returned = u64::from(row.is_some()),
+            Err(error) => recorder.fail(error),
+        }
+        drop(conn);
+        // The statement started at the checkout and its end is the
+        // check-in: the connection was out exactly as long as it ran, so
+        // both are recorded in one call with one clock read.
+        recorder.finish_with_checkout(&mut checkout);
+        result
+    }
+
     /// One monitored `acquire()` on the raw pool; also returns when it
     /// ended, which is when the checkout starts.
     async fn checkout(&self) -> Result<(PoolConnection<DB>, AcquireInfo, Instant), sqlx::Error> {
         let started = Instant::now();
         let (result, connect) = {
             let _pending = PendingGuard::enter(&self.shared.pending);
-            // Tracing the connect costs a wrapper around sqlx's acquire
-            // (about 2 % of a point query on SQLite in memory): only pay it
-            // when no idle connection is waiting, i.e. when this acquire
-            // may well open one. A connect that races past this check is
-            // still counted, without a time (`record_connection_opened_untimed`).
-            if self.pool.num_idle() == 0 {
-                traced_acquire(started, self.pool.acquire()).await
-            } else {
-                (self.pool.acquire().await, None)
-            }
+            self.acquire_traced(started).await
         };
+        self.acquired(started, result, connect)
+    }
+
+    /// sqlx's acquire, started at `started`, with the connect it makes
+    /// timed when it may well make one.
+    fn acquire_traced(
+        &self,
+        started: Instant,
+    ) -> TracedAcquire<impl std::future::Future<Output = Result<PoolConnection<DB>, sqlx::Error>> + use<DB>> {
+        // Tracing the connect costs two thread-local writes per poll: only
+        // pay it when this acquire may well open a connection, i.e. when no
+        // idle one is waiting and the pool has room for another. A pool at
+        // its maximum with every connection out (the connection of the
+        // previous statement is often not back yet when the next one starts:
+        // sqlx returns it in a task of its own) can only hand out a returned
+        // one. A connect that races past this check is still counted,
+        // without a time (`record_connection_opened_untimed`).
+        let traced = self.pool.num_idle() == 0 && self.pool.size() < self.pool.options().get_max_connections();
+        TracedAcquire { acquire: self.pool.acquire(), started, traced, connected: None }
+    }
+
+    /// The end of a monitored acquire: the connection, how it was obtained
+    /// and when (the checkout's start), or the failure, recorded.
+    fn acquired(
+        &self,
+        started: Instant,
+        result: Result<PoolConnection<DB>, sqlx::Error>,
+        connect: Option<Duration>,
+    ) -> Result<(PoolConnection<DB>, AcquireInfo, Instant), sqlx::Error> {
         let ended = Instant::now();
-        let wait = ended.duration_since(started);
+        let wait = ended.saturating_duration_since(started);
         match result {
             Ok(conn) => Ok((conn, AcquireInfo { wait, connect }, ended)),
             Err(error) => {
                 match classify(&error) {
-                    ErrorClass::PoolTimeout => self.monitor.record_pool_timeout(wait),
-                    class => self.monitor.record_session_error(class, &error.to_string()),
+                    ErrorClass::PoolTimeout => self.shared.monitor.record_pool_timeout(wait),
+                    class => self.shared.monitor.record_session_error(class, &error.to_string()),
                 }
                 Err(error)
             }
@@ -344,13 +437,13 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
 
 impl<DB: MonitoredDatabase> Clone for MonitoredPool<DB> {
     fn clone(&self) -> Self {
-        MonitoredPool { pool: self.pool.clone(), monitor: self.monitor.clone(), shared: Arc::clone(&self.shared) }
+        MonitoredPool { pool: self.pool.clone(), shared: Arc::clone(&self.shared) }
     }
 }
 
 impl<DB: MonitoredDatabase> fmt::Debug for MonitoredPool<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MonitoredPool").field("pool", &self.pool).field("monitor", &self.monitor.name()).finish()
+        f.debug_struct("MonitoredPool").field("pool", &self.pool).field("monitor", &self.monitor().name()).finish()
     }
 }
 
@@ -364,7 +457,6 @@ impl<DB: MonitoredDatabase> fmt::Debug for MonitoredPool<DB> {
 /// dbwarden's.
 pub struct MonitoredPoolOptions<DB: MonitoredDatabase> {
     options: PoolOptions<DB>,
-    monitor: Monitor,
     after_connect: Option<AfterConnect<DB>>,
     shared: Arc<Shared>,
 }
@@ -390,12 +482,10 @@ impl<DB: MonitoredDatabase> MonitoredPoolOptions<DB> {
         self.into_parts().0
     }
 
-    fn into_parts(self) -> (PoolOptions<DB>, Monitor, Arc<Shared>) {
-        let monitor = self.monitor.clone();
+    fn into_parts(self) -> (PoolOptions<DB>, Arc<Shared>) {
         let user = self.after_connect;
         let shared = Arc::clone(&self.shared);
         let options = self.options.after_connect(move |conn, meta| {
-            let monitor = monitor.clone();
             let user = user.clone();
             let shared = Arc::clone(&shared);
             Box::pin(async move {
@@ -412,21 +502,21 @@ impl<DB: MonitoredDatabase> MonitoredPoolOptions<DB> {
                     opened.fetch_add(1, Ordering::Relaxed);
                 }
                 match connect {
-                    Some(after) => monitor.record_connection_opened(after),
-                    None => monitor.record_connection_opened_untimed(),
+                    Some(after) => shared.monitor.record_connection_opened(after),
+                    None => shared.monitor.record_connection_opened_untimed(),
                 }
                 Ok(())
             })
         });
-        (options, self.monitor, self.shared)
+        (options, self.shared)
     }
 
     /// Opens the pool on `url` (sqlx opens the first connection now, and
     /// its connect time is recorded).
     pub async fn connect(self, url: &str) -> Result<MonitoredPool<DB>, sqlx::Error> {
-        let (options, monitor, shared) = self.into_parts();
+        let (options, shared) = self.into_parts();
         let (pool, _) = traced_acquire(Instant::now(), options.connect(url)).await;
-        Ok(MonitoredPool::with_shared(pool?, monitor, shared))
+        Ok(MonitoredPool::with_shared(pool?, shared))
     }
 
     /// Opens the pool with driver connect options.
@@ -434,21 +524,21 @@ impl<DB: MonitoredDatabase> MonitoredPoolOptions<DB> {
         self,
         connect_options: <DB::Connection as Connection>::Options,
     ) -> Result<MonitoredPool<DB>, sqlx::Error> {
-        let (options, monitor, shared) = self.into_parts();
+        let (options, shared) = self.into_parts();
         let (pool, _) = traced_acquire(Instant::now(), options.connect_with(connect_options)).await;
-        Ok(MonitoredPool::with_shared(pool?, monitor, shared))
+        Ok(MonitoredPool::with_shared(pool?, shared))
     }
 
     /// Creates the pool without connecting; connections open on first use.
     pub fn connect_lazy(self, url: &str) -> Result<MonitoredPool<DB>, sqlx::Error> {
-        let (options, monitor, shared) = self.into_parts();
-        Ok(MonitoredPool::with_shared(options.connect_lazy(url)?, monitor, shared))
+        let (options, shared) = self.into_parts();
+        Ok(MonitoredPool::with_shared(options.connect_lazy(url)?, shared))
     }
 
     /// Creates the pool from driver connect options without connecting.
     pub fn connect_lazy_with(self, connect_options: <DB::Connection as Connection>::Options) -> MonitoredPool<DB> {
-        let (options, monitor, shared) = self.into_parts();
-        MonitoredPool::with_shared(options.connect_lazy_with(connect_options), monitor, shared)
+        let (options, shared) = self.into_parts();
+        MonitoredPool::with_shared(options.connect_lazy_with(connect_options), shared)
     }
 }
 
@@ -456,7 +546,7 @@ impl<DB: MonitoredDatabase> fmt::Debug for MonitoredPoolOptions<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MonitoredPoolOptions")
             .field("options", &self.options)
-            .field("monitor", &self.monitor.name())
+            .field("monitor", &self.shared.monitor.name())
             .field("after_connect", &self.after_connect.is_some())
             .finish()
     }

@@ -77,6 +77,18 @@ where
     assert_eq!(snap.session_metrics.sessions_closed, 5);
     assert_eq!(monitor.active_sessions(), 0);
     assert!(monitor.checkouts().is_empty());
+    // Each statement is one checkout: every histogram holds each once,
+    // whichever executor path recorded it.
+    let h = monitor.latency_histograms();
+    for (name, count) in [
+        ("query", h.query.count()),
+        ("checkout wait", h.checkout_wait.count()),
+        ("connection use", h.connection_use.count()),
+        ("session creation", h.session_creation.count()),
+        ("session duration", h.session_duration.count()),
+    ] {
+        assert_eq!(count, 5, "{name}");
+    }
 }
 
 /// A held connection is a session and a live checkout until dropped;
