@@ -131,7 +131,7 @@ async fn run_once(cleaner: &Cleaner, mode: CleanupMode, json: bool) -> ExitCode 
     let bar = if !json && std::io::stderr().is_terminal() {
         let bar = indicatif::ProgressBar::new(0);
         if let Ok(style) =
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sessions, {per_sec}, eta {eta}")
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sessions ({percent} %), eta {eta}")
         {
             bar.set_style(style);
         }
