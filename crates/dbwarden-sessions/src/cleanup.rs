@@ -500,7 +500,9 @@ impl Cleaner {
         let counted = plan.count(&self.db).await;
         if config.dry_run {
             let would = counted.map_err(|err| CleanupError::database("count the sessions to remove", table, &err));
-            let figures = runs::RunFigures { rows: *would.as_ref().unwrap_or(&0), batches: 0, errors: 0 };
+            // The row ends either way; a failed count is its one error.
+            let figures =
+                runs::RunFigures { rows: *would.as_ref().unwrap_or(&0), batches: 0, errors: u64::from(would.is_err()) };
             if let Some(id) = run_id
                 && let Err(err) = runs::update(&self.db, id, figures, Some(now_ms())).await
             {
