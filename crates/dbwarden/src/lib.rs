@@ -25,6 +25,7 @@ mod driver;
 pub mod history;
 pub mod resources;
 pub mod settings;
+pub mod upkeep;
 
 pub use dbwarden_core::*;
 pub use driver::{Driver, DriverConfig};

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dbwarden_core::Thresholds;
-use dbwarden_sessions::{Backend, ExpiryRule, Preset, TableMapping, TimeUnit};
+use dbwarden_sessions::{Backend, CleanupConfig, ExpiryRule, OrphanRule, Preset, TableMapping, TimeUnit};
 use serde_json::{Map, Value};
 
 /// Where a setting's value came from.
@@ -549,6 +549,19 @@ pub struct MappingOverrides {
 }
 
 impl CleanupSettings {
+    /// How a cleanup run works under these settings (skipping when another
+    /// runner holds the lock; callers change `lock` and `dry_run` as their
+    /// command line says).
+    pub fn cleanup_config(&self) -> CleanupConfig {
+        CleanupConfig {
+            batch_size: self.batch_size,
+            pause: self.pause,
+            time_budget: self.time_budget,
+            orphans: self.orphans.clone().map(|(user_table, user_key)| OrphanRule { user_table, user_key }),
+            ..CleanupConfig::default()
+        }
+    }
+
     /// The session table's mapping on `backend`: the preset's, with every
     /// `cleanup.mapping.*` setting laid over it.
     pub fn table_mapping(&self, backend: Backend) -> TableMapping {

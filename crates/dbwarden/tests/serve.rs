@@ -301,6 +301,103 @@ fn sigterm_ends_open_event_streams_instead_of_waiting_for_them() {
     assert!(ended.is_ok(), "the stream was closed by the server, not left to time out: {ended:?}");
 }
 
+/// Opens the SQLite file at `url`; each statement runs on its own.
+fn sqlite_exec(url: &str, statements: &[String]) -> Vec<i64> {
+    block_on(async {
+        let db = dbwarden_sessions::SessionDatabase::connect(url).await.expect("open sqlite");
+        dbwarden_sessions::migrate(&db, &dbwarden_sessions::SchemaConfig::default()).await.expect("migrate");
+        let dbwarden_sessions::SessionDatabase::Sqlite(pool) = &db else { panic!("not SQLite") };
+        let mut out = Vec::new();
+        for sql in statements {
+            let sql = sqlx::AssertSqlSafe(sql.clone());
+            if sql.0.starts_with("SELECT") {
+                out.push(sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.expect("query"));
+            } else {
+                sqlx::query(sql).execute(pool).await.expect("statement");
+            }
+        }
+        db.close().await;
+        out
+    })
+}
+
+#[test]
+fn serve_runs_the_session_cleanup_on_its_interval_and_stores_snapshots() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("app.db").display());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64;
+    // 120 sessions that expired an hour ago, 7 that live a day more.
+    let fill = format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 127) \
+         INSERT INTO dbwarden_sessions (id_hash, user_id, created_at, last_seen_at, expires_at, \
+         absolute_expires_at, version, data) \
+         SELECT randomblob(32), NULL, {now}, {now}, \
+         CASE WHEN i <= 120 THEN {now} - 3600000 ELSE {now} + 86400000 END, {now} + 172800000, 1, X'7B7D' FROM n"
+    );
+    sqlite_exec(&url, &[fill]);
+    let served = Served::start(
+        dir.path(),
+        &[("DBWARDEN_ADMIN_TOKEN", TOKEN)],
+        &["--database-url", &url, "--set", "cleanup.interval=1", "--set", "cleanup.batch_size=25"],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status = served.json("/api/status");
+        if status["cleanup_metrics"]["rows_removed"].as_u64() == Some(120) {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the cleanup daemon never removed the 120 expired sessions: {status}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(status["cleanup_metrics"]["runs"].as_u64().unwrap_or(0) >= 1, "{status}");
+    assert!(status["cleanup_metrics"]["last_run"]["batches"].as_u64().unwrap_or(0) >= 1, "{status}");
+    let (exit, log) = served.stop();
+    assert!(exit.success(), "{log:?}");
+    let counts = sqlite_exec(
+        &url,
+        &[
+            "SELECT count(*) FROM dbwarden_sessions".to_owned(),
+            format!("SELECT count(*) FROM dbwarden_sessions WHERE expires_at < {now}"),
+            "SELECT count(*) FROM dbwarden_session_snapshots WHERE table_name = 'dbwarden_sessions'".to_owned(),
+            "SELECT count(*) FROM dbwarden_cleanup_runs WHERE finished_at IS NOT NULL".to_owned(),
+        ],
+    );
+    assert_eq!(counts[0], 7, "live sessions are kept");
+    assert_eq!(counts[1], 0, "no expired session is left");
+    assert!(counts[2] >= 1, "snapshots are stored for the trends");
+    assert!(counts[3] >= 1, "runs are recorded");
+}
+
+#[test]
+fn serve_waits_for_a_session_table_that_does_not_exist_yet_without_creating_it() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = format!("sqlite://{}", dir.path().join("watched.db").display());
+    let served = Served::start(
+        dir.path(),
+        &[("DBWARDEN_ADMIN_TOKEN", TOKEN)],
+        &["--database-url", &url, "--set", "cleanup.interval=1"],
+    );
+    served.wait_ready();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !served.log.lock().expect("log").iter().any(|l| l.contains("no session table yet")) {
+        assert!(Instant::now() < deadline, "upkeep never said the table is missing");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (exit, log) = served.stop();
+    assert!(exit.success(), "{log:?}");
+    assert_eq!(log.iter().filter(|l| l.contains("no session table yet")).count(), 1, "said once: {log:?}");
+    let tables = block_on(async {
+        let db = dbwarden_sessions::SessionDatabase::connect(&url).await.expect("open sqlite");
+        let dbwarden_sessions::SessionDatabase::Sqlite(pool) = &db else { panic!("not SQLite") };
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'dbwarden_sessions'")
+            .fetch_one(pool)
+            .await
+            .expect("query");
+        n
+    });
+    assert_eq!(tables, 0, "serve does not create a session table in a database it watches");
+}
+
 #[cfg(unix)]
 #[test]
 fn serve_on_postgres_answers_probes_and_stores_history() {

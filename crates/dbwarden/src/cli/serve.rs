@@ -4,7 +4,8 @@
 //! as an application's would be: checkout, session, query, errors), samples
 //! the pool and the host's resources, runs the monitor's ticks (rates, leak
 //! scan, alerts), logs the periodic summary, keeps the trend history in the
-//! database's `dbwarden_history` table (restored at start), and serves the
+//! database's `dbwarden_history` table (restored at start), runs the
+//! session-table cleanup daemon and snapshots ([`SessionUpkeep`]), and serves the
 //! dashboard, JSON API, health endpoints and `/metrics` (127.0.0.1:9750 by
 //! default, admin endpoints behind a token) until SIGTERM or Ctrl-C.
 
@@ -20,6 +21,7 @@ use clap::Args;
 use dbwarden::history::{HistoryConfig, HistoryStore, HistoryTask};
 use dbwarden::resources::ResourceTask;
 use dbwarden::settings::{Settings, redact_url};
+use dbwarden::upkeep::SessionUpkeep;
 use dbwarden::{Driver, DriverConfig, Monitor, MonitorConfig};
 use dbwarden_http::{
     AdminConfig, AdminToken, AppState, ProbeError, RateLimitConfig, ReadinessProbe, RuntimeConfig, RuntimeConfigError,
@@ -293,6 +295,10 @@ impl Server {
         );
         let resources =
             settings.resource_interval.map(|every| ResourceTask::spawn(monitor.clone(), every, pool.disk_path()));
+        let upkeep = settings
+            .cleanup
+            .enabled
+            .then(|| SessionUpkeep::spawn(settings.database_url.clone(), settings.cleanup.clone(), monitor.clone()));
         let retention = Duration::from_secs(u64::from(settings.history_retention_days) * 86_400);
         let history = HistoryTask::spawn(
             monitor.clone(),
@@ -374,6 +380,9 @@ impl Server {
             Err(_) => tracing::warn!(target: "dbwarden", "open connections did not finish within 10 s; closing"),
         }
         sampler.stop();
+        if let Some(u) = upkeep {
+            u.shutdown().await;
+        }
         if let Some(r) = resources {
             r.shutdown().await;
         }
