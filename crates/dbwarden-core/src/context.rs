@@ -6,6 +6,8 @@
 //! counted against that request (database time, statement count, and a tally
 //! per fingerprint from which N+1 patterns are found) and that operation.
 //! Adapters read [`current_request`] to name the holder of a checkout.
+//! [`RequestScope`] does what [`with_request`] does for a wrapper that keeps
+//! its future in place instead of boxing it (the request-tracking layer).
 //!
 //! This is plain `std`: the wrapper installs the context in a thread-local for
 //! the duration of each poll and restores the previous one afterwards, the way

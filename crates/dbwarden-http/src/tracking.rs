@@ -33,6 +33,7 @@
 //! [`CANCELLED_STATUS`] (499, as nginx logs it); one whose handler panics is
 //! recorded as a 500. Either way it leaves the in-flight count.
 
+use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
@@ -43,6 +44,7 @@ use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
+use axum::body::Bytes;
 use axum::extract::MatchedPath;
 use dbwarden_core::context::{RequestContext, RequestScope};
 use dbwarden_core::{Monitor, RouteHandle};
@@ -120,6 +122,10 @@ pub fn is_valid_request_id(id: &str) -> bool {
 /// The length of a generated request id.
 const GENERATED_ID_LEN: usize = 36;
 
+/// Generated ids are formatted this many at a time into one shared buffer,
+/// so that the header echoing one is a slice of it, not an allocation.
+const IDS_PER_BLOCK: usize = 64;
+
 /// A fresh request id shaped like a version-4 UUID
 /// (`xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx`).
 ///
@@ -127,13 +133,32 @@ const GENERATED_ID_LEN: usize = 36;
 /// mix) and different from one process to the next (the mix is keyed with
 /// random seeds); not meant as a secret.
 pub fn generate_request_id() -> String {
-    let mut buffer = [0; GENERATED_ID_LEN];
-    write_request_id(&mut buffer).to_owned()
+    String::from_utf8_lossy(&next_generated_id()).into_owned()
 }
 
-/// Writes a fresh id (see [`generate_request_id`]) into `out`: no hashing of
-/// strings, no formatting machinery, no allocation.
-fn write_request_id(out: &mut [u8; GENERATED_ID_LEN]) -> &str {
+/// A fresh id (see [`generate_request_id`]): a slice of this thread's
+/// current block of ids, a new block formatted every [`IDS_PER_BLOCK`] ids.
+fn next_generated_id() -> Bytes {
+    thread_local! {
+        /// The current block and how many of its ids are handed out.
+        static BLOCK: RefCell<(Bytes, usize)> = const { RefCell::new((Bytes::new(), IDS_PER_BLOCK)) };
+    }
+    let from_block = BLOCK.try_with(|cell| {
+        let mut block = cell.try_borrow_mut().ok()?;
+        if block.1 >= IDS_PER_BLOCK {
+            *block = (id_block(IDS_PER_BLOCK), 0);
+        }
+        let at = block.1 * GENERATED_ID_LEN;
+        block.1 += 1;
+        (at + GENERATED_ID_LEN <= block.0.len()).then(|| block.0.slice(at..at + GENERATED_ID_LEN))
+    });
+    // Without the thread-local (a thread being torn down), one id alone.
+    from_block.ok().flatten().unwrap_or_else(|| id_block(1))
+}
+
+/// `count` fresh ids, one after the other, formatted without hashing of
+/// strings or formatting machinery.
+fn id_block(count: usize) -> Bytes {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static SEEDS: OnceLock<(u64, u64)> = OnceLock::new();
     let (a, b) = *SEEDS.get_or_init(|| {
@@ -144,20 +169,22 @@ fn write_request_id(out: &mut [u8; GENERATED_ID_LEN]) -> &str {
         h.write_u64(first);
         (first, h.finish())
     });
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let hi = (splitmix64(a.wrapping_add(n)) & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
-    let lo = (splitmix64(b ^ n.rotate_left(29)) & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-    let (hi, lo) = (hex16(hi), hex16(lo));
-    // 8-4-4-4-12 digits.
-    let groups: [(&[u8], usize); 5] = [(&hi[..8], 0), (&hi[8..12], 9), (&hi[12..], 14), (&lo[..4], 19), (&lo[4..], 24)];
-    out.fill(b'-');
-    for (digits, at) in groups {
-        if let Some(place) = out.get_mut(at..at + digits.len()) {
-            place.copy_from_slice(digits);
+    let first = NEXT.fetch_add(count as u64, Ordering::Relaxed);
+    let mut out = vec![b'-'; count * GENERATED_ID_LEN];
+    for (n, id) in (first..).zip(out.chunks_exact_mut(GENERATED_ID_LEN)) {
+        let hi = (splitmix64(a.wrapping_add(n)) & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
+        let lo = (splitmix64(b ^ n.rotate_left(29)) & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
+        let (hi, lo) = (hex16(hi), hex16(lo));
+        // 8-4-4-4-12 digits.
+        let groups: [(&[u8], usize); 5] =
+            [(&hi[..8], 0), (&hi[8..12], 9), (&hi[12..], 14), (&lo[..4], 19), (&lo[4..], 24)];
+        for (digits, at) in groups {
+            if let Some(place) = id.get_mut(at..at + digits.len()) {
+                place.copy_from_slice(digits);
+            }
         }
     }
-    // Hex digits and dashes only.
-    std::str::from_utf8(out).unwrap_or_default()
+    Bytes::from(out)
 }
 
 /// `v` as 16 lowercase hex digits, eight at a time: each nibble spread into
@@ -379,9 +406,10 @@ where
             // Echo the very header value (a cheap clone of shared bytes).
             Some((id, value)) => (RequestContext::with_route(id, route), Some(value.clone())),
             None => {
-                let mut buffer = [0; GENERATED_ID_LEN];
-                let id = write_request_id(&mut buffer);
-                (RequestContext::with_route(id, route), HeaderValue::from_str(id).ok())
+                let id = next_generated_id();
+                // Hex digits and dashes: valid text and a valid header value.
+                let context = RequestContext::with_route(std::str::from_utf8(&id).unwrap_or_default(), route);
+                (context, HeaderValue::from_maybe_shared(id).ok())
             }
         };
         request.extensions_mut().insert(RequestId(context.clone()));
