@@ -32,6 +32,13 @@
 //! away, a timeout layer gave up) is recorded with status
 //! [`CANCELLED_STATUS`] (499, as nginx logs it); one whose handler panics is
 //! recorded as a 500. Either way it leaves the in-flight count.
+//!
+//! The layer sits on the path of every request, so it does the least it can:
+//! each (method, route template) pair is resolved once to a
+//! [`dbwarden_core::RouteHandle`], kept in a fixed lock-free table the
+//! layer's services share, and recorded through without a lock, a hash of
+//! the route or an allocation; a generated id is a slice of a per-thread
+//! block of ids; the handler's future is polled in place, not boxed.
 
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
