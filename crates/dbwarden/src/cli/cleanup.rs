@@ -16,7 +16,7 @@ use std::time::Duration;
 use clap::{ArgGroup, Args};
 use dbwarden_sessions::{
     Cleaner, CleanupConfig, CleanupError, CleanupMode, CleanupProgress, CleanupReport, CleanupStats, LockOutcome,
-    LockPolicy, OrphanRule,
+    LockPolicy,
 };
 
 use super::db::{EXIT_DATABASE, EXIT_PROBLEMS, EXIT_USAGE, bytes, line, open, print_json, runtime, when};
@@ -82,16 +82,12 @@ pub(crate) fn run(args: CleanupArgs) -> anyhow::Result<ExitCode> {
         };
         let s = &target.settings.cleanup;
         let config = CleanupConfig {
-            batch_size: s.batch_size,
-            pause: s.pause,
-            time_budget: s.time_budget,
             lock: match args.wait {
                 Some(seconds) => LockPolicy::Wait(Duration::from_secs(seconds)),
                 None => LockPolicy::Skip,
             },
             dry_run: args.dry_run,
-            orphans: s.orphans.clone().map(|(user_table, user_key)| OrphanRule { user_table, user_key }),
-            ..CleanupConfig::default()
+            ..s.cleanup_config()
         };
         let interval = s.interval;
         let max_age = args.max_age.unwrap_or(s.max_age);

@@ -174,13 +174,7 @@ async fn full(args: &MaintainArgs, db: &SessionDatabase, settings: &dbwarden::se
         Ok(r) => r,
         Err(e) => return database_failure(e),
     };
-    let config = CleanupConfig {
-        batch_size: settings.cleanup.batch_size,
-        pause: settings.cleanup.pause,
-        time_budget: settings.cleanup.time_budget,
-        dry_run,
-        ..CleanupConfig::default()
-    };
+    let config = CleanupConfig { dry_run, ..settings.cleanup.cleanup_config() };
     let cleaner = Cleaner::new(db.clone(), table.clone(), config);
     let cleanup = match cleaner.run_once(CleanupMode::Expired, &|_| {}).await {
         Ok(r) => r,
