@@ -27,9 +27,9 @@ use crate::keyed::KeyedStats;
 use crate::patterns::ErrorPatterns;
 use crate::queries::{Execution, PreparedQuery, QueryStats};
 use crate::rates::{RateHistory, WindowDelta};
-use crate::route::{RouteStats, RouteTable};
 use crate::redact::redact_message;
 use crate::ring::Ring;
+use crate::route::{RouteStats, RouteTable};
 use crate::rules::default_rules;
 use crate::shard::{ShardSlot, default_shard_count, shard_slot};
 use crate::signal::{Signal, TimedOperation, Window};
@@ -178,6 +178,8 @@ pub(crate) struct State {
     pub(crate) alerts: AlertEngine,
     pub(crate) trend: TrendState,
     pub(crate) last_cleanup: Option<(Timestamp, CleanupRecord)>,
+    /// When another process was last seen cleaning (it held the cleanup lock).
+    pub(crate) cleanup_seen_elsewhere: Option<Timestamp>,
     pub(crate) n_plus_one: Ring<NPlusOneEvent>,
     pub(crate) session_table: Option<(Timestamp, SessionTableSample)>,
     pub(crate) cleanup_interval: Option<Duration>,
@@ -444,6 +446,7 @@ impl MonitorBuilder {
             alerts,
             trend: TrendState::new(config.trend_interval, config.trend_points, now),
             last_cleanup: None,
+            cleanup_seen_elsewhere: None,
             n_plus_one: Ring::new(config.n_plus_one_ring),
             session_table: None,
             cleanup_interval: None,
@@ -1059,6 +1062,15 @@ impl Monitor {
         );
     }
 
+    /// This process's cleanup found another process's run holding the
+    /// cleanup lock: cleanup is happening, only not here. Keeps "cleanup not
+    /// running" quiet on every host but the one that does the work, without
+    /// counting the other host's run as this one's.
+    pub fn record_cleanup_elsewhere(&self) {
+        let now = self.now();
+        self.state().cleanup_seen_elsewhere = Some(now);
+    }
+
     /// A cleanup run finished.
     pub fn record_cleanup(&self, run: CleanupRecord) {
         let c = &self.inner.counters;
@@ -1267,6 +1279,7 @@ impl Monitor {
             state.pool.peak_utilization = state.pool.latest.map_or(0.0, |s| s.utilization);
             state.trend.clear(now);
             state.last_cleanup = None;
+            state.cleanup_seen_elsewhere = None;
             state.n_plus_one.clear();
         }
         if errors {
@@ -1358,7 +1371,8 @@ impl SignalValues<'_> {
             }
             Signal::CleanupOverdue => {
                 let interval = self.state.cleanup_interval?;
-                let since = self.state.last_cleanup.map_or(self.monitor.inner.started_at, |(at, _)| at);
+                let here = self.state.last_cleanup.map(|(at, _)| at);
+                let since = here.max(self.state.cleanup_seen_elsewhere).unwrap_or(self.monitor.inner.started_at);
                 self.now.since(since).as_secs_f64() / interval.as_secs_f64()
             }
             Signal::MemoryUsage => {

@@ -177,6 +177,17 @@ fn cleanup_not_run_within_twice_its_interval_alerts_until_it_runs() {
     clock.advance(Duration::from_secs(10));
     m.tick();
     assert!(!firing(&m, AlertType::CleanupNotRunning));
+
+    // Another host holds the cleanup lock at every run: quiet while it does,
+    // and this host's counters do not take its runs.
+    clock.advance(Duration::from_secs(1_300));
+    m.tick();
+    assert!(firing(&m, AlertType::CleanupNotRunning));
+    m.record_cleanup_elsewhere();
+    clock.advance(Duration::from_secs(10));
+    m.tick();
+    assert!(!firing(&m, AlertType::CleanupNotRunning));
+    assert_eq!(m.snapshot().cleanup_metrics.runs, 1);
 }
 
 #[test]

@@ -709,7 +709,9 @@ impl Cleaner {
     /// Sends a finished run and the table's size after it to the monitor.
     async fn report_to_monitor(&self, report: &CleanupReport) {
         let Some(monitor) = &self.monitor else { return };
-        if !report.dry_run && !matches!(report.lock, LockOutcome::Skipped { .. }) {
+        if matches!(report.lock, LockOutcome::Skipped { .. }) {
+            monitor.record_cleanup_elsewhere();
+        } else if !report.dry_run {
             monitor.record_cleanup(CleanupRecord {
                 rows_removed: report.rows_removed,
                 duration: Duration::from_millis(
