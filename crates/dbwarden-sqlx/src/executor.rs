@@ -246,7 +246,7 @@ where
     where
         E: 'q + Execute<'q, DB>,
     {
-        Box::pin(self.clone().fetch_optional_checked_out(current_holder(), query))
+        Box::pin(self.clone().fetch_optional_checked_out(query))
     }
 
     fn prepare_with<'e>(

@@ -348,11 +348,12 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// One `async fn` holding the acquire and the statement directly, not
     /// awaiting helper futures: each nested future would be moved (copied
     /// whole, sqlx's acquire included) into its parent's.
-    pub(crate) async fn fetch_optional_checked_out<'q, E>(
-        self,
-        holder: Holder,
-        query: E,
-    ) -> Result<Option<DB::Row>, sqlx::Error>
+    ///
+    /// The holder is read once the connection is out (a future's parameters
+    /// stay in it for its whole life, and this one is copied whole into its
+    /// box), i.e. in the context the statement is polled in, as for
+    /// [`MonitoredPool::acquire`].
+    pub(crate) async fn fetch_optional_checked_out<'q, E>(self, query: E) -> Result<Option<DB::Row>, sqlx::Error>
     where
         for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
         E: 'q + sqlx::Execute<'q, DB>,
@@ -366,7 +367,8 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
         let monitor = &self.shared.monitor;
         // Declared before `conn`, so that on every path (cancellation
         // included) the connection goes back to the pool first.
-        let mut checkout = Checkout::start(monitor, SessionKind::Connection, holder, info, info.wait, checked_out_at);
+        let mut checkout =
+            Checkout::start(monitor, SessionKind::Connection, current_holder(), info, info.wait, checked_out_at);
         let captured = Captured::<DB>::capture(query);
         let mut recorder = QueryRecorder::new(monitor, captured.sql.clone());
         recorder.begin_at(checked_out_at);
