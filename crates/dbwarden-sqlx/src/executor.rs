@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use dbwarden_core::{ErrorClass, Monitor, Outcome};
+use dbwarden_core::{ErrorClass, Monitor, Outcome, SessionKind};
 use futures_core::Stream;
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
@@ -72,7 +72,7 @@ pub(crate) struct QueryRecorder<'m> {
     sql: SqlStr,
     started: Option<Instant>,
     pub(crate) returned: u64,
-    affected: u64,
+    pub(crate) affected: u64,
     error: Option<(ErrorClass, String)>,
     done: bool,
 }
@@ -229,16 +229,38 @@ where
         E: 'q + Execute<'q, DB>,
     {
         let pool = self.clone();
-        let holder = current_holder();
         Box::pin(Generator::new(move |out| async move {
-            let mut conn = pool.acquire_as(holder).await?;
-            // Just checked out: its last activity is its checkout time.
-            let (raw, _) = conn.parts();
-            let mut steps = fetch_many_on::<DB, E>(raw, pool.monitor(), query);
-            while let Some(step) = steps.try_next().await? {
-                out.send(step).await;
-            }
-            Ok(())
+            // As `fetch_optional_checked_out`: one checkout for this one
+            // statement, recorded with it when the stream ends.
+            let (mut conn, info, checked_out_at) = pool.checkout().await?;
+            let monitor = pool.monitor();
+            // Declared before `conn`: the connection goes back first.
+            let mut checkout =
+                Checkout::start(monitor, SessionKind::Connection, current_holder(), info, info.wait, checked_out_at);
+            let captured = Captured::<DB>::capture(query);
+            let mut recorder = QueryRecorder::new(monitor, captured.sql.clone());
+            recorder.begin_at(checked_out_at);
+            let mut steps = (&mut *conn).fetch_many(captured);
+            let ended = loop {
+                match steps.try_next().await {
+                    Ok(Some(step)) => {
+                        match &step {
+                            Either::Left(result) => recorder.affected += DB::rows_affected(result),
+                            Either::Right(_) => recorder.returned += 1,
+                        }
+                        out.send(step).await;
+                    }
+                    Ok(None) => break Ok(()),
+                    Err(error) => {
+                        recorder.fail(&error);
+                        break Err(error);
+                    }
+                }
+            };
+            drop(steps);
+            drop(conn);
+            recorder.finish_with_checkout(&mut checkout);
+            ended
         }))
     }
 

@@ -387,7 +387,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
 
     /// One monitored `acquire()` on the raw pool; also returns when it
     /// ended, which is when the checkout starts.
-    async fn checkout(&self) -> Result<(PoolConnection<DB>, AcquireInfo, Instant), sqlx::Error> {
+    pub(crate) async fn checkout(&self) -> Result<(PoolConnection<DB>, AcquireInfo, Instant), sqlx::Error> {
         let started = Instant::now();
         let (result, connect) = {
             let _pending = PendingGuard::enter(&self.shared.pending);
