@@ -8,6 +8,13 @@
 //! ends when it resolves, when the stream yields its last item or an error,
 //! or when it is dropped early (then it counts as a success with the rows
 //! seen so far). A statement that is never polled is not recorded.
+//!
+//! A statement run with `&pool` checks a connection out for itself alone:
+//! its timing starts when that checkout does (the statement is sent right
+//! after) and its end is the check-in, so the clock is read once per
+//! boundary and the checkout, its session and the statement are recorded by
+//! two calls ([`Monitor::open_checkout`], [`Monitor::close_checkout_with_query`]).
+//! A statement dropped early still records both, separately.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
