@@ -137,9 +137,16 @@ type AfterConnect<DB> = Arc<
 /// Cheap to clone (both halves are reference-counted). Use `&pool` as an
 /// executor exactly like a sqlx pool: `sqlx::query("…").fetch_all(&pool)`.
 pub struct MonitoredPool<DB: MonitoredDatabase> {
+    /// Behind one reference count: a statement run with `&pool` clones the
+    /// pool, as sqlx's own pool does.
+    inner: Arc<PoolInner<DB>>,
+}
+
+/// The sqlx pool and what the monitored pool shares with its hooks.
+struct PoolInner<DB: MonitoredDatabase> {
     pool: Pool<DB>,
-    /// The monitor and the state shared by this pool's clones and its
-    /// hooks, behind one reference count (a statement clones the pool).
+    /// Also held by the `after_connect` hook, which the pool holds: kept
+    /// apart from the pool so that the two do not hold each other.
     shared: Arc<Shared>,
 }
 
@@ -199,7 +206,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
             max_lifetime_seconds: options.get_max_lifetime().map(|d| d.as_secs_f64()),
             test_before_acquire: options.get_test_before_acquire(),
         });
-        MonitoredPool { pool, shared }
+        MonitoredPool { inner: Arc::new(PoolInner { pool, shared }) }
     }
 
     /// A builder from sqlx pool options, which installs dbwarden's hooks.
@@ -210,12 +217,12 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
 
     /// The underlying sqlx pool (statements run on it are not recorded).
     pub fn inner(&self) -> &Pool<DB> {
-        &self.pool
+        &self.inner.pool
     }
 
     /// The monitor everything is recorded into.
     pub fn monitor(&self) -> &Monitor {
-        &self.shared.monitor
+        &self.inner.shared.monitor
     }
 
     /// Checks a connection out; its holder is the current tracing span.
@@ -230,7 +237,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     pub async fn acquire_as(&self, holder: Holder) -> Result<MonitoredConnection<DB>, sqlx::Error> {
         let (conn, info, checked_out_at) = self.checkout().await?;
         let checkout = Checkout::start(
-            self.shared.monitor.clone(),
+            self.inner.shared.monitor.clone(),
             SessionKind::Connection,
             holder,
             info,
@@ -256,7 +263,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
                 // The transaction's creation is the wait plus the BEGIN.
                 let creation = info.wait + checked_out_at.elapsed();
                 let checkout = Checkout::start(
-                    self.shared.monitor.clone(),
+                    self.inner.shared.monitor.clone(),
                     SessionKind::Transaction,
                     holder,
                     info,
@@ -267,9 +274,9 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
             }
             Err(error) => {
                 // The connection was out for the BEGIN only.
-                self.shared.monitor.record_checkout(info.wait);
-                self.shared.monitor.record_checkin(checked_out_at.elapsed());
-                self.shared.monitor.record_session_error(classify(&error), &error.to_string());
+                self.inner.shared.monitor.record_checkout(info.wait);
+                self.inner.shared.monitor.record_checkin(checked_out_at.elapsed());
+                self.inner.shared.monitor.record_session_error(classify(&error), &error.to_string());
                 Err(error)
             }
         }
@@ -280,9 +287,9 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// acquires on the raw [`MonitoredPool::inner`] pool are not counted,
     /// since sqlx does not expose how many tasks wait for a connection.
     pub fn sample(&self) -> PoolSample {
-        let size = self.pool.size();
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX).min(size);
-        let options = self.pool.options();
+        let size = self.inner.pool.size();
+        let idle = u32::try_from(self.inner.pool.num_idle()).unwrap_or(u32::MAX).min(size);
+        let options = self.inner.pool.options();
         let sample = PoolSample {
             size,
             idle,
@@ -291,7 +298,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
             max: options.get_max_connections(),
             min: options.get_min_connections(),
         };
-        self.shared.monitor.record_pool_sample(sample);
+        self.inner.shared.monitor.record_pool_sample(sample);
         self.record_inferred_closes(size);
         sample
     }
@@ -300,7 +307,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// right now: waiting for a permit, checking an idle connection or
     /// opening a new one.
     pub fn pending(&self) -> u32 {
-        self.shared.pending.load(Ordering::Relaxed)
+        self.inner.shared.pending.load(Ordering::Relaxed)
     }
 
     /// sqlx closes connections on its own (idle timeout, max lifetime, a
@@ -310,11 +317,11 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// counts once; a connect in flight (counted in `size` before the hook
     /// sees it) only delays a close to the next sample.
     fn record_inferred_closes(&self, size: u32) {
-        let Some(opened) = &self.shared.opened else { return };
+        let Some(opened) = &self.inner.shared.opened else { return };
         let closed = opened.load(Ordering::Relaxed).saturating_sub(u64::from(size));
-        let recorded = self.shared.closed_recorded.fetch_max(closed, Ordering::Relaxed);
+        let recorded = self.inner.shared.closed_recorded.fetch_max(closed, Ordering::Relaxed);
         if closed > recorded {
-            self.shared.monitor.record_connections_closed(closed - recorded);
+            self.inner.shared.monitor.record_connections_closed(closed - recorded);
         }
     }
 
@@ -360,11 +367,11 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     {
         let started = Instant::now();
         let (result, connect) = {
-            let _pending = PendingGuard::enter(&self.shared.pending);
+            let _pending = PendingGuard::enter(&self.inner.shared.pending);
             self.acquire_traced(started).await
         };
         let (mut conn, info, checked_out_at) = self.acquired(started, result, connect)?;
-        let monitor = &self.shared.monitor;
+        let monitor = &self.inner.shared.monitor;
         // Declared before `conn`, so that on every path (cancellation
         // included) the connection goes back to the pool first.
         let mut checkout =
@@ -390,7 +397,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     pub(crate) async fn checkout(&self) -> Result<(PoolConnection<DB>, AcquireInfo, Instant), sqlx::Error> {
         let started = Instant::now();
         let (result, connect) = {
-            let _pending = PendingGuard::enter(&self.shared.pending);
+            let _pending = PendingGuard::enter(&self.inner.shared.pending);
             self.acquire_traced(started).await
         };
         self.acquired(started, result, connect)
@@ -410,8 +417,9 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
         // sqlx returns it in a task of its own) can only hand out a returned
         // one. A connect that races past this check is still counted,
         // without a time (`record_connection_opened_untimed`).
-        let traced = self.pool.num_idle() == 0 && self.pool.size() < self.pool.options().get_max_connections();
-        TracedAcquire { acquire: self.pool.acquire(), started, traced, connected: None }
+        let traced =
+            self.inner.pool.num_idle() == 0 && self.inner.pool.size() < self.inner.pool.options().get_max_connections();
+        TracedAcquire { acquire: self.inner.pool.acquire(), started, traced, connected: None }
     }
 
     /// The end of a monitored acquire: the connection, how it was obtained
@@ -428,8 +436,8 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
             Ok(conn) => Ok((conn, AcquireInfo { wait, connect }, ended)),
             Err(error) => {
                 match classify(&error) {
-                    ErrorClass::PoolTimeout => self.shared.monitor.record_pool_timeout(wait),
-                    class => self.shared.monitor.record_session_error(class, &error.to_string()),
+                    ErrorClass::PoolTimeout => self.inner.shared.monitor.record_pool_timeout(wait),
+                    class => self.inner.shared.monitor.record_session_error(class, &error.to_string()),
                 }
                 Err(error)
             }
@@ -439,13 +447,16 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
 
 impl<DB: MonitoredDatabase> Clone for MonitoredPool<DB> {
     fn clone(&self) -> Self {
-        MonitoredPool { pool: self.pool.clone(), shared: Arc::clone(&self.shared) }
+        MonitoredPool { inner: Arc::clone(&self.inner) }
     }
 }
 
 impl<DB: MonitoredDatabase> fmt::Debug for MonitoredPool<DB> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MonitoredPool").field("pool", &self.pool).field("monitor", &self.monitor().name()).finish()
+        f.debug_struct("MonitoredPool")
+            .field("pool", &self.inner.pool)
+            .field("monitor", &self.monitor().name())
+            .finish()
     }
 }
 
