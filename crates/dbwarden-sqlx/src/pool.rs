@@ -41,9 +41,10 @@
 use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use dbwarden_core::shard::{self, CachePadded, default_shard_count, shard_slot};
 use dbwarden_core::{ErrorClass, Holder, Monitor, PoolConfig, PoolSample, SessionKind};
 use futures_core::future::BoxFuture;
 use sqlx::pool::{PoolConnection, PoolConnectionMetadata, PoolOptions};
@@ -156,7 +157,7 @@ struct PoolInner<DB: MonitoredDatabase> {
 struct Shared {
     monitor: Monitor,
     /// Acquires in progress through this pool (and its clones).
-    pending: AtomicU32,
+    pending: PendingCount,
     /// Connections the `after_connect` hook saw opened; `None` when the
     /// pool was built without dbwarden's hooks.
     opened: Option<AtomicU64>,
@@ -166,24 +167,65 @@ struct Shared {
 
 impl Shared {
     fn new(monitor: Monitor, opened: Option<AtomicU64>) -> Self {
-        Shared { monitor, pending: AtomicU32::new(0), opened, closed_recorded: AtomicU64::new(0) }
+        Shared { monitor, pending: PendingCount::new(), opened, closed_recorded: AtomicU64::new(0) }
+    }
+}
+
+/// Acquires in progress, counted without a read-modify-write that every
+/// thread shares (every statement run with `&pool` starts and ends one):
+/// each thread counts the acquires it starts and ends in its own shard,
+/// with plain stores when it owns the shard (see [`dbwarden_core::shard`]),
+/// and the count is the starts less the ends.
+#[derive(Debug)]
+struct PendingCount {
+    /// Per shard: acquires started, acquires ended.
+    shards: Box<[CachePadded<[AtomicU64; 2]>]>,
+}
+
+const STARTED: usize = 0;
+const ENDED: usize = 1;
+
+impl PendingCount {
+    fn new() -> Self {
+        let shards = (0..default_shard_count()).map(|_| CachePadded::new([AtomicU64::new(0), AtomicU64::new(0)]));
+        PendingCount { shards: shards.collect() }
+    }
+
+    fn count(&self, which: usize) {
+        let slot = shard_slot(self.shards.len());
+        if let Some(cell) = self.shards.get(slot.index).and_then(|s| s.0.get(which)) {
+            shard::add(cell, 1, slot);
+        }
+    }
+
+    fn get(&self) -> u32 {
+        let sum =
+            |which: usize| self.shards.iter().fold(0u64, |sum, s| sum.wrapping_add(s.0[which].load(Ordering::Relaxed)));
+        // The ends first: an acquire already counted as ended was counted as
+        // started before, so the starts read next include it.
+        let ended = sum(ENDED);
+        let started = sum(STARTED);
+        match started.checked_sub(ended) {
+            Some(pending) => u32::try_from(pending).unwrap_or(u32::MAX),
+            None => 0,
+        }
     }
 }
 
 /// Counts one acquire as pending for as long as it lives, so a cancelled
 /// acquire (its future dropped) stops counting too.
-struct PendingGuard<'a>(&'a AtomicU32);
+struct PendingGuard<'a>(&'a PendingCount);
 
 impl<'a> PendingGuard<'a> {
-    fn enter(count: &'a AtomicU32) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
+    fn enter(count: &'a PendingCount) -> Self {
+        count.count(STARTED);
         PendingGuard(count)
     }
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.count(ENDED);
     }
 }
 
@@ -307,7 +349,7 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
     /// right now: waiting for a permit, checking an idle connection or
     /// opening a new one.
     pub fn pending(&self) -> u32 {
-        self.inner.shared.pending.load(Ordering::Relaxed)
+        self.inner.shared.pending.get()
     }
 
     /// sqlx closes connections on its own (idle timeout, max lifetime, a
@@ -592,5 +634,27 @@ impl Sampler {
 impl Drop for Sampler {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_acquires_ended_on_another_thread_stop_counting() {
+        let count = PendingCount::new();
+        let guards: Vec<_> = (0..3).map(|_| PendingGuard::enter(&count)).collect();
+        assert_eq!(count.get(), 3);
+        // A task can move between threads while it waits: its acquire ends
+        // on another thread's shard than the one it started on.
+        std::thread::scope(|scope| {
+            scope.spawn(|| drop(guards));
+        });
+        assert_eq!(count.get(), 0);
+        let started_elsewhere = std::thread::scope(|scope| scope.spawn(|| PendingGuard::enter(&count)).join());
+        assert_eq!(count.get(), 1);
+        drop(started_elsewhere);
+        assert_eq!(count.get(), 0);
     }
 }
