@@ -10,6 +10,11 @@
 //! "unmodified" does not (what tower-sessions does on every request with
 //! `Expiry::OnInactivity`). 1000 sessions of ~300 bytes, 16 concurrent
 //! tasks on disjoint sessions, 16 pooled connections per store.
+//!
+//! For profiling one side under `perf`, `strace -c` or callgrind:
+//! `COMPARE_ONLY=dbwarden` or `COMPARE_ONLY=tower-sessions` runs one store,
+//! `COMPARE_MODE=modified` or `COMPARE_MODE=unmodified` one mode, and
+//! `COMPARE_ROUNDS=n` sets the rounds (default 30). Ratios need both sides.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +28,7 @@ use sqlx08::postgres::PgPoolOptions as PgPoolOptions08;
 const SESSIONS: usize = 1000;
 const TASKS: usize = 16;
 const OPS_PER_ROUND: usize = 2000;
-const ROUNDS: usize = 30;
+const DEFAULT_ROUNDS: usize = 30;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -162,6 +167,22 @@ fn median(values: &mut [f64]) -> f64 {
 async fn main() -> Result<(), BoxError> {
     let url = std::env::var("DBWARDEN_TEST_POSTGRES_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
+    let only = std::env::var("COMPARE_ONLY").ok();
+    let run_ours_side = only.as_deref().is_none_or(|o| o == "dbwarden");
+    let run_theirs_side = only.as_deref().is_none_or(|o| o == "tower-sessions");
+    if !run_ours_side && !run_theirs_side {
+        return Err("COMPARE_ONLY must be dbwarden or tower-sessions".into());
+    }
+    let modes: Vec<bool> = match std::env::var("COMPARE_MODE").ok().as_deref() {
+        None => vec![true, false],
+        Some("modified") => vec![true],
+        Some("unmodified") => vec![false],
+        Some(_) => return Err("COMPARE_MODE must be modified or unmodified".into()),
+    };
+    let rounds: usize = match std::env::var("COMPARE_ROUNDS") {
+        Ok(value) => value.parse().ok().filter(|&n| n > 0).ok_or("COMPARE_ROUNDS must be a whole number above 0")?,
+        Err(_) => DEFAULT_ROUNDS,
+    };
     let suffix = std::process::id();
     let our_table = format!("bench_dbw_sessions_{suffix}");
     let their_schema = format!("bench_tss_{suffix}");
@@ -170,55 +191,68 @@ async fn main() -> Result<(), BoxError> {
     let (our_ids, their_ids) = (Arc::new(our_ids), Arc::new(their_ids));
 
     println!(
-        "session-store-compare: {SESSIONS} sessions, {TASKS} tasks, {OPS_PER_ROUND} ops x {ROUNDS} rounds per side and mode"
+        "session-store-compare: {SESSIONS} sessions, {TASKS} tasks, {OPS_PER_ROUND} ops x {rounds} rounds per side and mode"
     );
-    for modify in [true, false] {
+    for modify in modes {
         let mode = if modify { "load + modify + save" } else { "load + save (unmodified)" };
         let (mut ours_ops, mut theirs_ops) = (Vec::new(), Vec::new());
         let (mut ours_cpu, mut theirs_cpu) = (Duration::ZERO, Duration::ZERO);
+        let run_ours =
+            || round(&our_store, &our_ids, modify, |s, ids, i, m| async move { ours::op(&s, &ids[i], m).await });
+        let run_theirs =
+            || round(&their_store, &their_ids, modify, |s, ids, i, m| async move { theirs::op(&s, &ids[i], m).await });
         // One warm-up round each, not counted.
-        round(&our_store, &our_ids, modify, |s, ids, i, m| async move { ours::op(&s, &ids[i], m).await }).await?;
-        round(&their_store, &their_ids, modify, |s, ids, i, m| async move { theirs::op(&s, &ids[i], m).await }).await?;
-        for r in 0..ROUNDS {
-            let run_ours =
-                || round(&our_store, &our_ids, modify, |s, ids, i, m| async move { ours::op(&s, &ids[i], m).await });
-            let run_theirs = || {
-                round(&their_store, &their_ids, modify, |s, ids, i, m| async move { theirs::op(&s, &ids[i], m).await })
-            };
+        if run_ours_side {
+            run_ours().await?;
+        }
+        if run_theirs_side {
+            run_theirs().await?;
+        }
+        for r in 0..rounds {
             for side in if r % 2 == 0 { [0, 1] } else { [1, 0] } {
                 let cpu = process_cpu();
-                if side == 0 {
+                if side == 0 && run_ours_side {
                     ours_ops.push(run_ours().await?);
                     ours_cpu += process_cpu() - cpu;
-                } else {
+                } else if side == 1 && run_theirs_side {
                     theirs_ops.push(run_theirs().await?);
                     theirs_cpu += process_cpu() - cpu;
                 }
             }
         }
-        let (o, t) = (median(&mut ours_ops.clone()), median(&mut theirs_ops.clone()));
-        let mut paired: Vec<f64> = ours_ops.iter().zip(&theirs_ops).map(|(o, t)| o / t).collect();
-        let paired_median = median(&mut paired);
+        let ops = (OPS_PER_ROUND * rounds) as f64;
+        let cpu_per_op = |cpu: Duration| cpu.as_secs_f64() * 1e6 / ops;
         println!("{mode}:");
-        println!(
-            "  tower-sessions-sqlx-store PostgresStore  median {t:>8.0} ops/s  rounds {:?}",
-            theirs_ops.iter().map(|v| v.round() as i64).collect::<Vec<_>>()
-        );
-        println!(
-            "  dbwarden SqlSessionStore                 median {o:>8.0} ops/s  rounds {:?}",
-            ours_ops.iter().map(|v| v.round() as i64).collect::<Vec<_>>()
-        );
-        println!(
-            "  ratio dbwarden / tower-sessions-sqlx-store: {:.2}x of the medians, {:.2}x median of the {ROUNDS} paired rounds",
-            o / t,
-            paired_median
-        );
-        let ops = (OPS_PER_ROUND * ROUNDS) as f64;
-        println!(
-            "  client cpu per op: tower-sessions-sqlx-store {:.1} us, dbwarden {:.1} us",
-            theirs_cpu.as_secs_f64() * 1e6 / ops,
-            ours_cpu.as_secs_f64() * 1e6 / ops
-        );
+        if run_theirs_side {
+            println!(
+                "  tower-sessions-sqlx-store PostgresStore  median {:>8.0} ops/s  client cpu {:.1} us/op  rounds {:?}",
+                median(&mut theirs_ops.clone()),
+                cpu_per_op(theirs_cpu),
+                theirs_ops.iter().map(|v| v.round() as i64).collect::<Vec<_>>()
+            );
+        }
+        if run_ours_side {
+            println!(
+                "  dbwarden SqlSessionStore                 median {:>8.0} ops/s  client cpu {:.1} us/op  rounds {:?}",
+                median(&mut ours_ops.clone()),
+                cpu_per_op(ours_cpu),
+                ours_ops.iter().map(|v| v.round() as i64).collect::<Vec<_>>()
+            );
+        }
+        if run_ours_side && run_theirs_side {
+            let (o, t) = (median(&mut ours_ops.clone()), median(&mut theirs_ops.clone()));
+            let mut paired: Vec<f64> = ours_ops.iter().zip(&theirs_ops).map(|(o, t)| o / t).collect();
+            println!(
+                "  ratio dbwarden / tower-sessions-sqlx-store: {:.2}x of the medians, {:.2}x median of the {rounds} paired rounds",
+                o / t,
+                median(&mut paired)
+            );
+            println!(
+                "  client cpu per op: tower-sessions-sqlx-store {:.1} us, dbwarden {:.1} us",
+                cpu_per_op(theirs_cpu),
+                cpu_per_op(ours_cpu)
+            );
+        }
     }
     let stats = dbwarden_sessions::SessionStoreExt::stats(&our_store);
     println!("dbwarden store counters: {stats:?}");

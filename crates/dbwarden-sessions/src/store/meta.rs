@@ -4,17 +4,17 @@
 use std::collections::HashMap;
 
 use serde::ser::SerializeMap;
-use serde::{Deserialize, Serialize, Serializer};
-use serde_json::Value;
+use serde::{Serialize, Serializer};
+use serde_json::{Map, Value};
 
 /// Data key the stores reserve for their own bookkeeping (see the module
 /// docs of [`crate::store`]). It is added on load, removed before anything
 /// is written, and must not be used by applications.
 pub const RESERVED_KEY: &str = "__dbwarden";
 
-/// What the store knew about a session when it loaded it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub(crate) struct LoadMeta {
+/// What the store knew about a session when it loaded (or created) it.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct LoadState<'a> {
     /// The version read.
     pub(crate) v: i64,
     /// The last write or touch, epoch ms.
@@ -24,23 +24,116 @@ pub(crate) struct LoadMeta {
     /// The absolute expiry, epoch ms.
     pub(crate) a: i64,
     /// The user id read.
-    #[serde(default)]
-    pub(crate) u: Option<String>,
-    /// A 64-bit hash of each key's value.
-    pub(crate) h: HashMap<String, u64>,
+    pub(crate) u: Option<&'a str>,
 }
 
-impl LoadMeta {
-    /// Reads the meta entry of `data`, if there is a well-formed one.
-    pub(crate) fn of(data: &HashMap<String, Value>) -> Option<LoadMeta> {
-        data.get(RESERVED_KEY).and_then(|v| LoadMeta::deserialize(v).ok())
+/// Puts the meta entry for `state` into `data`: the state and a 64-bit
+/// fingerprint of every key's value.
+///
+/// Shape (an object, so `["v"]` and `["w"]` read naturally in tests):
+/// `{"v": version, "w": last write, "h": [expiry, absolute expiry, user id
+/// length or null, then per key: key length, fingerprint], "k": user id and
+/// keys concatenated}`. One string for all key names and plain numbers for
+/// the rest keep a load to a handful of allocations, however many keys the
+/// session has.
+pub(crate) fn attach(data: &mut HashMap<String, Value>, state: LoadState<'_>) {
+    data.remove(RESERVED_KEY);
+    let user = state.u.unwrap_or("");
+    let mut names = String::with_capacity(user.len() + data.keys().map(String::len).sum::<usize>());
+    names.push_str(user);
+    let mut numbers = Vec::with_capacity(3 + 2 * data.len());
+    numbers.push(Value::from(state.e));
+    numbers.push(Value::from(state.a));
+    numbers.push(state.u.map_or(Value::Null, |u| Value::from(u.len())));
+    let mut scratch = Vec::with_capacity(256);
+    for (key, value) in data.iter() {
+        names.push_str(key);
+        numbers.push(Value::from(key.len()));
+        numbers.push(Value::from(fingerprint(value, &mut scratch)));
+    }
+    let mut entry = Map::new();
+    entry.insert("v".to_owned(), Value::from(state.v));
+    entry.insert("w".to_owned(), Value::from(state.w));
+    entry.insert("h".to_owned(), Value::Array(numbers));
+    entry.insert("k".to_owned(), Value::String(names));
+    data.insert(RESERVED_KEY.to_owned(), Value::Object(entry));
+}
+
+/// The meta entry of a record, read in place (nothing copied).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LoadMeta<'a> {
+    /// The state at load.
+    pub(crate) state: LoadState<'a>,
+    /// The loaded keys, concatenated (after the user id).
+    names: &'a str,
+    /// Per loaded key: its length in `names`, its fingerprint.
+    keys: &'a [Value],
+}
+
+impl<'a> LoadMeta<'a> {
+    /// Reads the meta entry of `data`, if there is a well-formed one (an
+    /// application that overwrote it gets `None`, as for a record that was
+    /// never loaded).
+    pub(crate) fn of(data: &'a HashMap<String, Value>) -> Option<LoadMeta<'a>> {
+        let entry = data.get(RESERVED_KEY)?.as_object()?;
+        let numbers = entry.get("h")?.as_array()?;
+        let text = entry.get("k")?.as_str()?;
+        let [e, a, user_len, keys @ ..] = numbers.as_slice() else {
+            return None;
+        };
+        let (user, names) = match user_len {
+            Value::Null => (None, text),
+            len => {
+                let len = usize::try_from(len.as_u64()?).ok()?;
+                (Some(text.get(..len)?), text.get(len..)?)
+            }
+        };
+        if keys.len() % 2 != 0 {
+            return None;
+        }
+        let meta = LoadMeta {
+            state: LoadState {
+                v: entry.get("v")?.as_i64()?,
+                w: entry.get("w")?.as_i64()?,
+                e: e.as_i64()?,
+                a: a.as_i64()?,
+                u: user,
+            },
+            names,
+            keys,
+        };
+        // Every length and fingerprint must be a number and the lengths must
+        // cover `names` exactly, so `loaded_keys` never has to check again.
+        let mut covered = 0usize;
+        for (name, _) in meta.entries() {
+            covered += name?.len();
+        }
+        (covered == names.len()).then_some(meta)
     }
 
-    /// Puts this meta entry into `data`.
-    pub(crate) fn attach(self, data: &mut HashMap<String, Value>) {
-        if let Ok(value) = serde_json::to_value(self) {
-            data.insert(RESERVED_KEY.to_owned(), value);
-        }
+    /// The loaded keys with their fingerprints; `None` for a malformed entry.
+    fn entries(&self) -> impl Iterator<Item = (Option<&'a str>, u64)> + 'a {
+        let names = self.names;
+        let mut offset = 0usize;
+        self.keys.chunks_exact(2).map(move |pair| {
+            let len = pair[0].as_u64().and_then(|n| usize::try_from(n).ok());
+            let name = len.and_then(|len| {
+                let name = names.get(offset..offset.checked_add(len)?)?;
+                offset += len;
+                Some(name)
+            });
+            (name, pair[1].as_u64().unwrap_or(0))
+        })
+    }
+
+    /// The loaded keys with their fingerprints (the entry was checked by [`LoadMeta::of`]).
+    fn loaded_keys(&self) -> impl Iterator<Item = (&'a str, u64)> + 'a {
+        self.entries().filter_map(|(name, hash)| Some((name?, hash)))
+    }
+
+    /// How many keys were loaded.
+    fn key_count(&self) -> usize {
+        self.keys.len() / 2
     }
 }
 
@@ -58,40 +151,70 @@ impl Serialize for WithoutMeta<'_> {
     }
 }
 
-/// A 64-bit hash of a value's JSON form, streamed into the hasher (no
-/// buffer per value).
-pub(crate) fn value_hash(value: &Value) -> u64 {
-    struct HashWriter(xxhash_rust::xxh3::Xxh3);
-    impl std::io::Write for HashWriter {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.update(bytes);
-            Ok(bytes.len())
+/// A 64-bit fingerprint of a value: xxh3 of an unambiguous binary form
+/// (type tag, lengths, raw numbers) written into `scratch`, hashed in one
+/// call. Two values get the same fingerprint exactly when they serialize to
+/// the same JSON (barring a 64-bit collision), at a fraction of the cost of
+/// serializing them.
+pub(crate) fn fingerprint(value: &Value, scratch: &mut Vec<u8>) -> u64 {
+    scratch.clear();
+    write_canonical(value, scratch);
+    xxhash_rust::xxh3::xxh3_64(scratch)
+}
+
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Null => out.push(b'n'),
+        Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
+        Value::Number(n) => {
+            if let Some(u) = n.as_u64() {
+                out.push(b'u');
+                out.extend_from_slice(&u.to_le_bytes());
+            } else if let Some(i) = n.as_i64() {
+                out.push(b'i');
+                out.extend_from_slice(&i.to_le_bytes());
+            } else {
+                // Bits, not value: -0.0 and 0.0 serialize differently.
+                out.push(b'd');
+                out.extend_from_slice(&n.as_f64().unwrap_or(f64::NAN).to_bits().to_le_bytes());
+            }
         }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
+        Value::String(s) => write_str(b's', s, out),
+        Value::Array(items) => {
+            out.push(b'a');
+            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            for item in items {
+                write_canonical(item, out);
+            }
+        }
+        Value::Object(map) => {
+            // In the map's own order, as serialization writes it.
+            out.push(b'o');
+            out.extend_from_slice(&(map.len() as u64).to_le_bytes());
+            for (key, item) in map {
+                write_str(b'k', key, out);
+                write_canonical(item, out);
+            }
         }
     }
-    let mut writer = HashWriter(xxhash_rust::xxh3::Xxh3::new());
-    // Writing a `Value` into an infallible writer cannot fail.
-    let _ = serde_json::to_writer(&mut writer, value);
-    writer.0.digest()
 }
 
-/// Hashes of every key of `data` but the reserved one.
-pub(crate) fn hashes(data: &HashMap<String, Value>) -> HashMap<String, u64> {
-    data.iter().filter(|(k, _)| k.as_str() != RESERVED_KEY).map(|(k, v)| (k.clone(), value_hash(v))).collect()
+fn write_str(tag: u8, s: &str, out: &mut Vec<u8>) {
+    out.push(tag);
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
 }
 
-/// What a request changed in a session's data.
+/// What a request changed in a session's data, borrowed from the record.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct Changes {
+pub(crate) struct Changes<'a> {
     /// Keys set to a new value (added or changed).
-    pub(crate) set: Vec<(String, Value)>,
+    pub(crate) set: Vec<(&'a String, &'a Value)>,
     /// Keys removed.
-    pub(crate) removed: Vec<String>,
+    pub(crate) removed: Vec<&'a str>,
 }
 
-impl Changes {
+impl Changes<'_> {
     /// Whether nothing changed.
     pub(crate) fn is_empty(&self) -> bool {
         self.set.is_empty() && self.removed.is_empty()
@@ -100,28 +223,42 @@ impl Changes {
     /// Applies these changes on top of `base` (another request's newer data).
     pub(crate) fn apply(&self, base: &mut HashMap<String, Value>) {
         for key in &self.removed {
-            base.remove(key);
+            base.remove(*key);
         }
         for (key, value) in &self.set {
-            base.insert(key.clone(), value.clone());
+            base.insert((*key).clone(), (*value).clone());
         }
         base.remove(RESERVED_KEY);
     }
 }
 
+/// Loaded sessions with more keys than this look keys up through a
+/// temporary index instead of a scan.
+const SCAN_LIMIT: usize = 16;
+
 /// The keys of `data` whose value differs from what was loaded, and the
-/// loaded keys that are gone.
-pub(crate) fn diff(data: &HashMap<String, Value>, meta: &LoadMeta) -> Changes {
+/// loaded keys that are gone. Each value is fingerprinted once; nothing is
+/// copied.
+pub(crate) fn diff<'a>(data: &'a HashMap<String, Value>, meta: &LoadMeta<'a>) -> Changes<'a> {
     let mut changes = Changes::default();
+    let mut scratch = Vec::with_capacity(256);
+    let loaded_count = meta.key_count();
+    let index: Option<HashMap<&str, u64>> = (loaded_count > SCAN_LIMIT).then(|| meta.loaded_keys().collect());
+    let mut still_present = 0usize;
     for (key, value) in data.iter().filter(|(k, _)| k.as_str() != RESERVED_KEY) {
-        if meta.h.get(key) != Some(&value_hash(value)) {
-            changes.set.push((key.clone(), value.clone()));
+        let loaded = match &index {
+            Some(index) => index.get(key.as_str()).copied(),
+            None => meta.loaded_keys().find(|(name, _)| *name == key.as_str()).map(|(_, hash)| hash),
+        };
+        if loaded.is_some() {
+            still_present += 1;
+        }
+        if loaded != Some(fingerprint(value, &mut scratch)) {
+            changes.set.push((key, value));
         }
     }
-    for key in meta.h.keys() {
-        if !data.contains_key(key) {
-            changes.removed.push(key.clone());
-        }
+    if still_present < loaded_count {
+        changes.removed.extend(meta.loaded_keys().map(|(name, _)| name).filter(|name| !data.contains_key(*name)));
     }
     changes
 }
@@ -148,10 +285,10 @@ mod tests {
 
     #[test]
     fn diff_finds_set_and_removed_keys_only() {
-        let loaded = map(&[("a", json!(1)), ("b", json!({"x": [1, 2]})), ("c", json!("s"))]);
-        let meta = LoadMeta { v: 3, h: hashes(&loaded), ..LoadMeta::default() };
-        let mut now = loaded.clone();
-        meta.clone().attach(&mut now);
+        let mut now = map(&[("a", json!(1)), ("b", json!({"x": [1, 2]})), ("c", json!("s"))]);
+        attach(&mut now, LoadState { v: 3, ..LoadState::default() });
+        let loaded = now.clone();
+        let meta = LoadMeta::of(&loaded).expect("meta");
         assert!(diff(&now, &meta).is_empty(), "unchanged data must diff empty");
 
         now.insert("a".into(), json!(2));
@@ -169,13 +306,95 @@ mod tests {
     }
 
     #[test]
+    fn diff_of_many_keys_uses_the_index_and_finds_the_same_changes() {
+        let pairs: Vec<(String, Value)> = (0..40).map(|i| (format!("key{i}"), json!({"i": i}))).collect();
+        let mut now: HashMap<String, Value> = pairs.into_iter().collect();
+        attach(&mut now, LoadState::default());
+        let loaded = now.clone();
+        let meta = LoadMeta::of(&loaded).expect("meta");
+        assert!(diff(&now, &meta).is_empty());
+        now.insert("key7".into(), json!({"i": 700}));
+        now.remove("key30");
+        let changes = diff(&now, &meta);
+        assert_eq!(changes.set.iter().map(|(k, _)| k.as_str()).collect::<Vec<_>>(), ["key7"]);
+        assert_eq!(changes.removed, ["key30"]);
+    }
+
+    #[test]
+    fn fingerprints_tell_apart_what_serializes_differently() {
+        let mut scratch = Vec::new();
+        let distinct = [
+            json!(null),
+            json!(false),
+            json!(true),
+            json!(0),
+            json!(-1),
+            json!(u64::MAX),
+            json!(0.0),
+            json!(-0.0),
+            json!(1.5),
+            json!(""),
+            json!("0"),
+            json!([]),
+            json!({}),
+            json!(["a", "b"]),
+            json!(["ab"]),
+            json!({"a": "b"}),
+            json!({"ab": ""}),
+            json!([[], []]),
+            json!([[[]]]),
+        ];
+        let prints: Vec<u64> = distinct.iter().map(|v| fingerprint(v, &mut scratch)).collect();
+        for (i, a) in prints.iter().enumerate() {
+            for (j, b) in prints.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "{} and {} share a fingerprint", distinct[i], distinct[j]);
+            }
+        }
+        let parsed: Value = serde_json::from_str(r#"{"b": [1, {"c": null}], "a": "x"}"#).expect("json");
+        assert_eq!(fingerprint(&parsed, &mut scratch), fingerprint(&parsed.clone(), &mut scratch));
+    }
+
+    #[test]
     fn meta_round_trips_and_is_never_serialized() {
-        let mut data = map(&[("k", json!(true))]);
-        let meta = LoadMeta { v: 9, w: 1, e: 2, a: 3, u: Some("u".into()), h: hashes(&data) };
-        meta.clone().attach(&mut data);
-        assert_eq!(LoadMeta::of(&data), Some(meta));
+        let mut data = map(&[("k", json!(true)), ("ünï", json!(1))]);
+        let state = LoadState { v: 9, w: 1, e: 2, a: 3, u: Some("üser") };
+        attach(&mut data, state);
+        let meta = LoadMeta::of(&data).expect("meta");
+        assert_eq!(meta.state, state);
+        let mut keys: Vec<&str> = meta.loaded_keys().map(|(k, _)| k).collect();
+        keys.sort_unstable();
+        assert_eq!(keys, ["k", "ünï"]);
+        assert_eq!(data[RESERVED_KEY]["v"], json!(9));
+        assert_eq!(data[RESERVED_KEY]["w"], json!(1));
         let encoded = serde_json::to_string(&WithoutMeta(&data)).expect("encode");
-        assert_eq!(encoded, r#"{"k":true}"#);
+        assert!(encoded == r#"{"k":true,"ünï":1}"# || encoded == r#"{"ünï":1,"k":true}"#, "{encoded}");
+
+        let mut no_user = map(&[("k", json!(true))]);
+        attach(&mut no_user, LoadState::default());
+        assert_eq!(LoadMeta::of(&no_user).expect("meta").state.u, None);
+    }
+
+    #[test]
+    fn a_meta_entry_an_application_overwrote_is_ignored() {
+        let mut data = map(&[("k", json!(true))]);
+        attach(&mut data, LoadState { u: Some("u"), ..LoadState::default() });
+        let good = data[RESERVED_KEY].clone();
+        let broken = [
+            json!("x"),
+            json!({"v": 1, "w": 1, "h": [1, 1, null, 1], "k": "k"}),
+            json!({"v": 1, "w": 1, "h": [1, 1, null, 5, 7], "k": "k"}),
+            json!({"v": 1, "w": 1, "h": [1, 1, 9, 1, 7], "k": "k"}),
+            json!({"v": 1, "w": 1, "h": [1, 1, null, 1, 7], "k": "kk"}),
+            json!({"v": 1, "w": 1, "h": [1, 1, null, "1", 7], "k": "k"}),
+            json!({"v": 1, "w": 1, "h": [1, 1, 1, 1, 7], "k": "ü"}),
+            json!({"v": "1", "w": 1, "h": [1, 1, null], "k": ""}),
+        ];
+        for value in broken {
+            data.insert(RESERVED_KEY.to_owned(), value.clone());
+            assert!(LoadMeta::of(&data).is_none(), "accepted {value}");
+        }
+        data.insert(RESERVED_KEY.to_owned(), good);
+        assert!(LoadMeta::of(&data).is_some());
     }
 
     #[test]

@@ -24,7 +24,7 @@ use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
 use super::client::current_client;
-use super::meta::{self, LoadMeta, RESERVED_KEY};
+use super::meta::{self, LoadMeta, LoadState, RESERVED_KEY};
 use super::stats::{Counters, bump};
 use super::{
     CapPolicy, MAX_ID_ATTEMPTS, NEVER, SessionStoreExt, StoreConfig, StoreError, StoreStats, UnknownIdBucket,
@@ -304,10 +304,8 @@ impl RedisSessionStore {
                 }
             }
         }
-        data.remove(RESERVED_KEY);
-        let user = fields.get("_u").and_then(|u| String::from_utf8(u.clone()).ok());
-        LoadMeta { v: version, w: last_seen, e: expires, a: absolute, u: user, h: meta::hashes(&data) }
-            .attach(&mut data);
+        let user = fields.get("_u").and_then(|u| std::str::from_utf8(u).ok());
+        meta::attach(&mut data, LoadState { v: version, w: last_seen, e: expires, a: absolute, u: user });
         let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires) * 1_000_000)
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
         Ok(Some(Record { id: *id, data, expiry_date }))
@@ -372,8 +370,8 @@ impl RedisSessionStore {
         if let Some(monitor) = &self.inner.counters.monitor {
             monitor.record_session_write(SessionWrite::Full);
         }
-        let hashes = meta::hashes(&record.data);
-        LoadMeta { v: 1, w: now, e: expires, a: absolute, u: user_id, h: hashes }.attach(&mut record.data);
+        let state = LoadState { v: 1, w: now, e: expires, a: absolute, u: user_id.as_deref() };
+        meta::attach(&mut record.data, state);
         Ok(())
     }
 
@@ -386,16 +384,18 @@ impl RedisSessionStore {
         let mut conn = self.inner.conn.clone();
         let (set_pairs, removed, replace_all, expires) = match &loaded {
             Some(loaded) => {
-                let expires = self.target_expiry(record.expiry_date, now, loaded.a);
+                let expires = self.target_expiry(record.expiry_date, now, loaded.state.a);
                 let changes = meta::diff(&record.data, loaded);
                 if changes.is_empty()
                     && let Some(throttle) = self.inner.config.throttle
                 {
-                    return self.touch_or_avoid(&hash, loaded, now, expires, duration_ms(throttle), &user_id).await;
+                    return self
+                        .touch_or_avoid(&hash, &loaded.state, now, expires, duration_ms(throttle), &user_id)
+                        .await;
                 }
                 // Size is checked on the whole data, not only the changed keys.
                 self.check_size(&self.encode_fields(record.data.iter())?)?;
-                let set = self.encode_fields(changes.set.iter().map(|(k, v)| (k, v)))?;
+                let set = self.encode_fields(changes.set.iter().map(|(k, v)| (*k, *v)))?;
                 let set = if changes.is_empty() {
                     // Throttling off: write every key, as saving on every request does.
                     self.encode_fields(record.data.iter())?
@@ -411,7 +411,7 @@ impl RedisSessionStore {
             }
         };
         if let Some(user) = &user_id
-            && loaded.as_ref().and_then(|l| l.u.as_ref()) != Some(user)
+            && loaded.as_ref().and_then(|l| l.state.u) != Some(user.as_str())
         {
             self.enforce_cap(user, Some(&hash), now).await?;
         }
@@ -440,7 +440,7 @@ impl RedisSessionStore {
             return Ok(());
         }
         if let Some(loaded) = &loaded
-            && version != loaded.v + 1
+            && version != loaded.state.v + 1
         {
             // Another request wrote in between; the per-key write merged them.
             bump(&self.inner.counters.merged_conflicts);
@@ -452,7 +452,7 @@ impl RedisSessionStore {
     async fn touch_or_avoid(
         &self,
         hash: &[u8; 32],
-        loaded: &LoadMeta,
+        loaded: &LoadState<'_>,
         now: i64,
         expires: i64,
         throttle: i64,

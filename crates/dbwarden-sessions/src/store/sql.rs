@@ -25,7 +25,7 @@ use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
 use super::client::current_client;
-use super::meta::{self, Changes, LoadMeta, RESERVED_KEY, WithoutMeta};
+use super::meta::{self, Changes, LoadMeta, LoadState, RESERVED_KEY, WithoutMeta};
 use super::stats::{Counters, bump};
 use super::{
     CapPolicy, MAX_ID_ATTEMPTS, NEVER, SessionStoreExt, StoreConfig, StoreError, StoreStats, UnknownIdBucket,
@@ -143,7 +143,7 @@ impl SqlSessionStore {
     }
 
     /// Whether an unmodified session is due for an activity touch.
-    fn touch_due(&self, now: i64, meta: &LoadMeta, new_expiry: i64, throttle: i64) -> bool {
+    fn touch_due(&self, now: i64, meta: &LoadState<'_>, new_expiry: i64, throttle: i64) -> bool {
         let elapsed = now - meta.w;
         let mut interval = throttle.min((new_expiry - now).max(0) / 2);
         if let Some(idle) = self.inner.config.idle_timeout {
@@ -155,7 +155,9 @@ impl SqlSessionStore {
     }
 
     fn encode(&self, data: &HashMap<String, Value>) -> Result<Vec<u8>, StoreError> {
-        let bytes = serde_json::to_vec(&WithoutMeta(data)).map_err(|err| StoreError::Encode(err.to_string()))?;
+        // Sized for a typical session up front: growing from empty costs several copies.
+        let mut bytes = Vec::with_capacity(512);
+        serde_json::to_writer(&mut bytes, &WithoutMeta(data)).map_err(|err| StoreError::Encode(err.to_string()))?;
         let limit = self.inner.config.max_data_bytes;
         if bytes.len() > limit {
             bump(&self.inner.counters.oversized_rejections);
@@ -200,7 +202,7 @@ impl SqlSessionStore {
             bump(&self.inner.counters.expired_loads);
             return Ok(None);
         }
-        let mut data = match serde_json::from_slice::<HashMap<String, Value>>(&row.data) {
+        let mut data = match decode_data(&row.data) {
             Ok(data) => data,
             Err(err) => {
                 bump(&self.inner.counters.undecodable_loads);
@@ -212,16 +214,14 @@ impl SqlSessionStore {
                 return Ok(None);
             }
         };
-        data.remove(RESERVED_KEY);
-        LoadMeta {
+        let state = LoadState {
             v: row.version,
             w: row.last_seen_at,
             e: row.expires_at,
             a: row.absolute_expires_at,
-            u: row.user_id,
-            h: meta::hashes(&data),
-        }
-        .attach(&mut data);
+            u: row.user_id.as_deref(),
+        };
+        meta::attach(&mut data, state);
         let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.expires_at) * 1_000_000)
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
         Ok(Some(Record { id: *id, data, expiry_date }))
@@ -275,8 +275,8 @@ impl SqlSessionStore {
         if let Some(monitor) = &self.inner.counters.monitor {
             monitor.record_session_write(SessionWrite::Full);
         }
-        let hashes = meta::hashes(&record.data);
-        LoadMeta { v: 1, w: now, e: expires, a: absolute, u: user_id, h: hashes }.attach(&mut record.data);
+        let state = LoadState { v: 1, w: now, e: expires, a: absolute, u: user_id.as_deref() };
+        meta::attach(&mut record.data, state);
         Ok(())
     }
 
@@ -297,8 +297,9 @@ impl SqlSessionStore {
             self.count_full_or_gone(rows);
             return Ok(());
         };
-        let expires = self.target_expiry(record.expiry_date, now, loaded.a);
+        let expires = self.target_expiry(record.expiry_date, now, loaded.state.a);
         let changes = meta::diff(&record.data, &loaded);
+        let loaded = loaded.state;
         if changes.is_empty()
             && let Some(throttle) = self.inner.config.throttle
         {
@@ -330,7 +331,7 @@ impl SqlSessionStore {
         let bytes = self.encode(&record.data)?;
         let user_id = self.user_id(&record.data);
         if let Some(user) = &user_id
-            && loaded.u.as_ref() != Some(user)
+            && loaded.u != Some(user.as_str())
         {
             self.enforce_cap(user, Some(&hash), now).await?;
         }
@@ -420,7 +421,7 @@ impl SqlSessionStore {
         &self,
         hash: &[u8; 32],
         data: &HashMap<String, Value>,
-        changes: &Changes,
+        changes: &Changes<'_>,
         now: i64,
         expires: i64,
     ) -> Result<(), StoreError> {
@@ -438,7 +439,7 @@ impl SqlSessionStore {
                 Some(row) => {
                     let version: i64 = row.try_get(0)?;
                     let stored: Vec<u8> = row.try_get(1)?;
-                    let merged = match serde_json::from_slice::<HashMap<String, Value>>(&stored) {
+                    let merged = match decode_data(&stored) {
                         Ok(mut base) => {
                             changes.apply(&mut base);
                             base
@@ -540,6 +541,29 @@ impl SqlSessionStore {
             }
         }
     }
+}
+
+/// Decodes stored session data (a JSON object) into a map sized for its keys
+/// and the meta entry the load adds, so neither grows it again.
+fn decode_data(bytes: &[u8]) -> Result<HashMap<String, Value>, serde_json::Error> {
+    struct DataVisitor;
+    impl<'de> serde::de::Visitor<'de> for DataVisitor {
+        type Value = HashMap<String, Value>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a json object")
+        }
+        fn visit_map<M: serde::de::MapAccess<'de>>(self, mut access: M) -> Result<Self::Value, M::Error> {
+            let mut map = HashMap::with_capacity(access.size_hint().unwrap_or(0).max(14));
+            while let Some((key, value)) = access.next_entry::<String, Value>()? {
+                map.insert(key, value);
+            }
+            Ok(map)
+        }
+    }
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let data = serde::Deserializer::deserialize_map(&mut deserializer, DataVisitor)?;
+    deserializer.end()?;
+    Ok(data)
 }
 
 fn hex_prefix(hash: &[u8; 32]) -> String {
