@@ -23,7 +23,7 @@ use dbwarden_sqlx::MonitoredPool;
 use sqlx::{Row, Sqlite};
 
 use super::config::SettingsArgs;
-use super::serve::{Server, Signals, WatchedPool, positive_seconds};
+use super::serve::{Server, Signals, WatchedPool, positive_seconds, server_runtime};
 
 #[derive(Debug, Args)]
 pub(crate) struct DemoArgs {
@@ -65,11 +65,7 @@ pub(crate) fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
         Err(code) => return Ok(code),
     };
     super::init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?;
+    let runtime = server_runtime()?;
     let no_traffic = args.no_traffic;
     runtime.block_on(async move {
         let signals = Signals::listen();

@@ -222,17 +222,23 @@ impl RuntimeConfig for ServeRuntime {
     }
 }
 
+/// The runtime `serve` and `demo` run on: two workers, so the HTTP server
+/// stays responsive while a probe or a cleanup batch waits on the database.
+pub(crate) fn server_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}
+
 pub(crate) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     let settings = match args.settings.load() {
         Ok(s) => s,
         Err(code) => return Ok(code),
     };
     super::init_logging();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("could not start the async runtime")?;
+    let runtime = server_runtime()?;
     runtime.block_on(async {
         let signals = Signals::listen();
         let server = Server::prepare(settings).await?;
