@@ -37,7 +37,6 @@ pub(crate) struct LoadState<'a> {
 /// the rest keep a load to a handful of allocations, however many keys the
 /// session has.
 pub(crate) fn attach(data: &mut HashMap<String, Value>, state: LoadState<'_>) {
-    data.remove(RESERVED_KEY);
     let user = state.u.unwrap_or("");
     let mut names = String::with_capacity(user.len() + data.keys().map(String::len).sum::<usize>());
     names.push_str(user);
@@ -46,7 +45,8 @@ pub(crate) fn attach(data: &mut HashMap<String, Value>, state: LoadState<'_>) {
     numbers.push(Value::from(state.a));
     numbers.push(state.u.map_or(Value::Null, |u| Value::from(u.len())));
     let mut scratch = Vec::with_capacity(256);
-    for (key, value) in data.iter() {
+    // A stored reserved key is skipped here and replaced below.
+    for (key, value) in data.iter().filter(|(k, _)| k.as_str() != RESERVED_KEY) {
         names.push_str(key);
         numbers.push(Value::from(key.len()));
         numbers.push(Value::from(fingerprint(value, &mut scratch)));
