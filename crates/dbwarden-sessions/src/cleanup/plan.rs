@@ -2,9 +2,29 @@
 //! batch statement that deletes at most `n` of them in one short
 //! transaction.
 //!
-//! - PostgreSQL: `DELETE … WHERE key IN (SELECT key … LIMIT n FOR UPDATE
-//!   SKIP LOCKED)`: rows an application is updating right now are skipped,
-//!   never waited for, and the statement is its own transaction.
+//! - PostgreSQL 14+, ordinary table: a sweep of the pages the table had
+//!   when the run started, in row-address (`ctid`) order, `DELETE … WHERE
+//!   ctid >= (p,0) AND ctid < (p+k,0) AND condition`. TID range scans read
+//!   each page in place, as one plain `DELETE` does, instead of fetching
+//!   every row again by address or key. For batches of at least
+//!   [`MIN_RANGE_BATCH`] rows, `k` is sized from the density the previous
+//!   range showed to hold about 80 % of `n` targets; a range that deleted
+//!   more than `n` is rolled back and halved, so no batch exceeds `n`.
+//!   Smaller batches (and a single page holding more than `n` targets) use
+//!   one statement that finds the `n`-th target from where the last batch
+//!   stopped and deletes the targets up to it, in one snapshot. A row an
+//!   application has locked is waited for (its transaction is one short
+//!   write), and its condition is checked again on the version that
+//!   transaction left: a session refreshed meanwhile stays.
+//! - Then, and on other PostgreSQL tables: `DELETE … WHERE ctid =
+//!   ANY(ARRAY(SELECT ctid … LIMIT n FOR UPDATE SKIP LOCKED))`, which finds
+//!   what the sweep could not (rows moved past the swept pages), skipping
+//!   rows an application is updating right now. The array keeps the planner
+//!   from a hash join that reads the whole table for every large batch (what
+//!   `key IN (SELECT …)` gets). A partitioned table's `ctid` is only unique
+//!   within a partition, so there the batch goes by key. When the sweep
+//!   already deleted as many rows as the run counted at its start, this
+//!   statement, which may read the whole table to find nothing, is skipped.
 //! - MySQL / MariaDB: a chunk of keys is read first, then deleted by key
 //!   with the condition checked again, so a session refreshed in between
 //!   survives; deleting by primary key locks only those rows.
@@ -12,6 +32,8 @@
 //!
 //! Every value (the cut-off, the chunk size, the keys) is a bind parameter;
 //! identifiers come from a verified [`SessionTable`] or are validated here.
+
+use std::sync::Mutex;
 
 use sqlx::{AssertSqlSafe, Row};
 
@@ -42,8 +64,34 @@ enum Key {
     Text(String),
 }
 
+/// Batches from this size on sweep page ranges sized by density; smaller
+/// ones find the `n`-th target row instead (a few pages hold them all, and
+/// a density estimate over so few rows is too coarse).
+const MIN_RANGE_BATCH: u64 = 1000;
+/// Most pages one range covers (64 MiB of 8 KiB pages), so a stretch with
+/// few targets is still crossed in short statements.
+const MAX_RANGE_PAGES: u64 = 8192;
+/// Share of the batch size a range is sized to hold, leaving room for a
+/// denser stretch before the range has to be rolled back.
+const RANGE_FILL: f64 = 0.8;
+
+/// Where the page sweep of a PostgreSQL table is.
+#[derive(Debug, Clone, Copy)]
+struct Sweep {
+    /// The first row address (page, item) not yet swept.
+    from: (u64, u64),
+    /// Pages of the table when the run started: the sweep ends there.
+    end_page: u64,
+    /// Pages the next range covers; 0 until the first range is sized.
+    pages: u64,
+    /// Rows per page by the catalog's statistics, to size the first range.
+    rows_per_page: f64,
+    /// Rows the sweep deleted so far.
+    deleted: u64,
+}
+
 /// The statements of one run, built once before the lock is taken.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Plan {
     backend: Backend,
     table_sql: String,
@@ -55,6 +103,12 @@ pub(crate) struct Plan {
     /// Bind values of the condition, in placeholder order.
     binds: Vec<i64>,
     sqlite_rowid: bool,
+    /// PostgreSQL: rows are addressed by `ctid` (a plain, unpartitioned table).
+    pg_ctid: bool,
+    /// PostgreSQL 14+ ordinary tables: the page sweep, `None` once it ended.
+    sweep: Mutex<Option<Sweep>>,
+    /// The target rows [`Plan::count`] found last.
+    counted: Mutex<Option<u64>>,
     mysql_key: KeyKind,
 }
 
@@ -63,7 +117,9 @@ pub(crate) struct Plan {
 pub(crate) struct BatchOutcome {
     /// Rows deleted.
     pub(crate) deleted: u64,
-    /// Rows the batch picked (MySQL: the keys read; elsewhere the deleted rows).
+    /// Rows the batch picked (MySQL: the keys read; elsewhere the deleted
+    /// rows; the limit while a PostgreSQL page sweep has pages left). Fewer
+    /// than the limit: nothing is left to pick.
     pub(crate) picked: u64,
 }
 
@@ -116,6 +172,20 @@ impl Plan {
             Backend::Sqlite => has_rowid(db, table).await.map_err(db_error("read the table's catalog", table))?,
             _ => false,
         };
+        let pg = match backend {
+            Backend::Postgres => pg_relation(db, table).await.map_err(db_error("read the table's catalog", table))?,
+            _ => None,
+        };
+        let pg_ctid = pg.is_some();
+        let sweep = pg.and_then(|relation| {
+            relation.sweepable.then_some(Sweep {
+                from: (0, 0),
+                end_page: relation.pages,
+                pages: 0,
+                rows_per_page: relation.rows_per_page,
+                deleted: 0,
+            })
+        });
         let mysql_key = match backend {
             Backend::MySql => {
                 let columns = read_columns(db, table.schema(), table.name())
@@ -138,6 +208,9 @@ impl Plan {
             condition_unaliased,
             binds,
             sqlite_rowid,
+            pg_ctid,
+            sweep: Mutex::new(sweep),
+            counted: Mutex::new(None),
             mysql_key,
         })
     }
@@ -152,7 +225,144 @@ impl Plan {
             }
             query.fetch_one(pool).await?
         });
-        Ok(u64::try_from(count).unwrap_or(0))
+        let count = u64::try_from(count).unwrap_or(0);
+        if let Ok(mut counted) = self.counted.lock() {
+            *counted = Some(count);
+        }
+        Ok(count)
+    }
+
+    /// The next batch of a PostgreSQL page sweep. `None` once the sweep is
+    /// over (or there is none) and the rows it missed are looked for by the
+    /// `LIMIT` statement.
+    async fn sweep(&self, pool: &sqlx::PgPool, limit: u64) -> Result<Option<BatchOutcome>, sqlx::Error> {
+        if limit < MIN_RANGE_BATCH {
+            return self.sweep_to_nth(pool, limit).await;
+        }
+        let n = self.binds.len();
+        let sql = format!(
+            "DELETE FROM {table} AS {ALIAS} WHERE {ALIAS}.ctid >= ${from}::tid AND {ALIAS}.ctid < ${to}::tid \
+             AND {condition}",
+            table = self.table_sql,
+            condition = self.condition,
+            from = n + 1,
+            to = n + 2,
+        );
+        let target = (limit as f64 * RANGE_FILL).max(1.0);
+        loop {
+            let Some(mut sweep) = self.sweep.lock().ok().and_then(|guard| *guard) else { return Ok(None) };
+            if sweep.from.0 >= sweep.end_page {
+                return Ok(self.end_sweep(sweep, 0, limit));
+            }
+            if sweep.pages == 0 {
+                sweep.pages = ((target / sweep.rows_per_page) as u64).clamp(1, MAX_RANGE_PAGES);
+            }
+            let to = sweep.from.0.saturating_add(sweep.pages).min(sweep.end_page);
+            let covered = to - sweep.from.0;
+            let mut tx = pool.begin().await?;
+            let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
+            for bind in &self.binds {
+                query = query.bind(*bind);
+            }
+            let deleted = query
+                .bind(format!("({},{})", sweep.from.0, sweep.from.1))
+                .bind(format!("({to},0)"))
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if deleted > limit {
+                tx.rollback().await?;
+                if covered == 1 {
+                    // One page holds more than a batch: take it `limit` rows at a time.
+                    return self.sweep_to_nth(pool, limit).await;
+                }
+                sweep.pages = (((covered as f64) * target / deleted as f64) as u64).clamp(1, covered / 2);
+                self.store_sweep(Some(sweep));
+                continue;
+            }
+            tx.commit().await?;
+            // The next range holds about `target` rows at this range's
+            // density, growing at most twofold so a dense stretch after a
+            // sparse one still gives a short statement.
+            let grown = covered.saturating_mul(2).min(MAX_RANGE_PAGES);
+            sweep.pages = if deleted == 0 {
+                grown
+            } else {
+                (((covered as f64) * target / deleted as f64) as u64).clamp(1, grown.max(1))
+            };
+            sweep.from = (to, 0);
+            sweep.deleted += deleted;
+            self.store_sweep(Some(sweep));
+            if deleted > 0 {
+                if to >= sweep.end_page {
+                    return Ok(self.end_sweep(sweep, deleted, limit));
+                }
+                return Ok(Some(BatchOutcome { deleted, picked: limit }));
+            }
+        }
+    }
+
+    fn store_sweep(&self, sweep: Option<Sweep>) {
+        if let Ok(mut guard) = self.sweep.lock() {
+            *guard = sweep;
+        }
+    }
+
+    /// Ends the sweep after a batch that deleted `deleted` rows and reached
+    /// its last page: `None` (look for missed rows now) or the batch's outcome.
+    fn end_sweep(&self, sweep: Sweep, deleted: u64, limit: u64) -> Option<BatchOutcome> {
+        self.store_sweep(None);
+        let counted = self.counted.lock().ok().and_then(|guard| *guard);
+        // Everything counted at the start is gone: the LIMIT statement
+        // would only read the table to find nothing.
+        if counted.is_some_and(|counted| sweep.deleted >= counted) {
+            return Some(BatchOutcome { deleted, picked: deleted });
+        }
+        if deleted == 0 {
+            return None;
+        }
+        Some(BatchOutcome { deleted, picked: limit })
+    }
+
+    /// One sweep statement that finds the `limit`-th target row from where
+    /// the sweep is and deletes the targets up to it.
+    async fn sweep_to_nth(&self, pool: &sqlx::PgPool, limit: u64) -> Result<Option<BatchOutcome>, sqlx::Error> {
+        let Some(mut sweep) = self.sweep.lock().ok().and_then(|guard| *guard) else { return Ok(None) };
+        let n = self.binds.len();
+        let (from, end, nth) = (n + 1, n + 2, n + 3);
+        let (table, condition) = (&self.table_sql, &self.condition);
+        let range = format!("{ALIAS}.ctid >= ${from}::tid AND {ALIAS}.ctid < ${end}::tid");
+        // Without ORDER BY the limit stops the TID range scan early; that
+        // scan returns rows in address order, and a statement that writes
+        // is never run in parallel.
+        let sql = format!(
+            "WITH bound AS (SELECT {ALIAS}.ctid AS nth FROM {table} AS {ALIAS} WHERE {range} AND {condition} \
+             OFFSET ${nth} - 1 LIMIT 1), \
+             gone AS (DELETE FROM {table} AS {ALIAS} WHERE {range} \
+             AND {ALIAS}.ctid <= COALESCE((SELECT nth FROM bound), ${end}::tid) AND {condition} RETURNING 1) \
+             SELECT (SELECT COUNT(*) FROM gone), (SELECT nth::text FROM bound)"
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for bind in &self.binds {
+            query = query.bind(*bind);
+        }
+        let row = query
+            .bind(format!("({},{})", sweep.from.0, sweep.from.1))
+            .bind(format!("({},0)", sweep.end_page))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_one(pool)
+            .await?;
+        let deleted = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
+        let nth: Option<String> = row.try_get(1)?;
+        sweep.deleted += deleted;
+        let next = nth.as_deref().and_then(parse_tid);
+        let Some((page, item)) = next else {
+            // Fewer than `limit` targets were left on the swept pages.
+            return Ok(self.end_sweep(sweep, deleted, limit));
+        };
+        sweep.from = (page, item + 1);
+        self.store_sweep(Some(sweep));
+        Ok(Some(BatchOutcome { deleted, picked: limit }))
     }
 
     /// Deletes at most `limit` target rows, each statement its own transaction.
@@ -162,9 +372,13 @@ impl Plan {
         let (table, key, condition) = (&self.table_sql, &self.key, &self.condition);
         match db {
             SessionDatabase::Postgres(pool) => {
+                if let Some(outcome) = self.sweep(pool, u64::try_from(limit).unwrap_or(0)).await? {
+                    return Ok(outcome);
+                }
+                let address = if self.pg_ctid { "ctid" } else { key.as_str() };
                 let sql = format!(
-                    "DELETE FROM {table} WHERE {key} IN (SELECT {ALIAS}.{key} FROM {table} AS {ALIAS} \
-                     WHERE {condition} LIMIT {limit_param} FOR UPDATE SKIP LOCKED)"
+                    "DELETE FROM {table} WHERE {address} = ANY(ARRAY(SELECT {ALIAS}.{address} FROM {table} AS {ALIAS} \
+                     WHERE {condition} LIMIT {limit_param} FOR UPDATE SKIP LOCKED))"
                 );
                 let mut query = sqlx::query(AssertSqlSafe(sql));
                 for bind in &self.binds {
@@ -237,6 +451,52 @@ async fn has_rowid(db: &SessionDatabase, table: &SessionTable) -> Result<bool, s
             .fetch_optional(pool)
             .await?;
     Ok(without_rowid != Some(1))
+}
+
+/// An ordinary PostgreSQL table (not partitioned: its `ctid` addresses one row).
+#[derive(Debug, Clone, Copy)]
+struct PgRelation {
+    /// Its pages now.
+    pages: u64,
+    /// Rows per page by the catalog's statistics (a default before any).
+    rows_per_page: f64,
+    /// The server scans TID ranges (PostgreSQL 14+), which the sweep needs.
+    sweepable: bool,
+}
+
+/// The table's size and the server's abilities; `None` unless the table is
+/// an ordinary PostgreSQL table.
+async fn pg_relation(db: &SessionDatabase, table: &SessionTable) -> Result<Option<PgRelation>, sqlx::Error> {
+    /// Rows per page assumed before the table was ever analyzed.
+    const DEFAULT_ROWS_PER_PAGE: f64 = 50.0;
+    let SessionDatabase::Postgres(pool) = db else { return Ok(None) };
+    let row = sqlx::query(
+        "SELECT c.relkind::text, pg_relation_size(c.oid) / current_setting('block_size')::bigint, \
+                c.reltuples::float8, c.relpages::float8, current_setting('server_version_num')::int >= 140000 \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         WHERE n.nspname = COALESCE($1, current_schema()) AND c.relname = $2",
+    )
+    .bind(table.schema())
+    .bind(table.name())
+    .fetch_optional(pool)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    if row.try_get::<String, _>(0)? != "r" {
+        return Ok(None);
+    }
+    let (tuples, relpages): (f64, f64) = (row.try_get(2)?, row.try_get(3)?);
+    let rows_per_page = if tuples > 0.0 && relpages > 0.0 { tuples / relpages } else { DEFAULT_ROWS_PER_PAGE };
+    Ok(Some(PgRelation {
+        pages: u64::try_from(row.try_get::<i64, _>(1)?).unwrap_or(0),
+        rows_per_page: rows_per_page.max(1.0),
+        sweepable: row.try_get(4)?,
+    }))
+}
+
+/// `(page,item)` as PostgreSQL prints a `tid`.
+fn parse_tid(text: &str) -> Option<(u64, u64)> {
+    let (page, item) = text.strip_prefix('(')?.strip_suffix(')')?.split_once(',')?;
+    Some((page.trim().parse().ok()?, item.trim().parse().ok()?))
 }
 
 /// What kind of value a column holds, to decide whether a comparison needs a cast.
@@ -317,6 +577,15 @@ async fn orphan_condition(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_addresses_parse_as_postgres_prints_them() {
+        assert_eq!(parse_tid("(1896,15)"), Some((1896, 15)));
+        assert_eq!(parse_tid("(0,1)"), Some((0, 1)));
+        for bad in ["", "(1,)", "1,2", "(a,1)", "(1,2"] {
+            assert_eq!(parse_tid(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn type_families_group_what_compares_without_a_cast() {
