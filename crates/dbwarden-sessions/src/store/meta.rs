@@ -88,7 +88,7 @@ impl<'a> LoadMeta<'a> {
                 (Some(text.get(..len)?), text.get(len..)?)
             }
         };
-        if keys.len() % 2 != 0 {
+        if !keys.len().is_multiple_of(2) {
             return None;
         }
         let meta = LoadMeta {
@@ -267,6 +267,8 @@ pub(crate) fn diff<'a>(data: &'a HashMap<String, Value>, meta: &LoadMeta<'a>) ->
 /// decimal form; anything else (or an empty string) is no user.
 pub(crate) fn user_id_of(data: &HashMap<String, Value>, key: Option<&str>) -> Option<String> {
     match data.get(key?)? {
+        // 255 bytes are at most 255 characters: copy without counting them.
+        Value::String(s) if !s.is_empty() && s.len() <= 255 => Some(s.clone()),
         Value::String(s) if !s.is_empty() => Some(s.chars().take(255).collect()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
