@@ -24,7 +24,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use dbwarden_core::{Clock, Monitor, SessionWrite, SystemClock};
 use serde_json::Value;
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{Arguments, AssertSqlSafe, Row};
 use time::OffsetDateTime;
 use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
@@ -181,8 +181,10 @@ impl SqlSessionStore {
         let hash = hash_session_id(id);
         let sql = self.inner.sql.load.clone();
         let row: Option<LoadedRow> = on_pool!(&self.inner.db, pool => {
+            let mut args = arguments_for(pool, 1, hash.len() + 8);
+            args.add(&hash[..]).map_err(bind_error)?;
             let mut conn = pool.acquire().await?;
-            match sqlx::query(AssertSqlSafe(sql)).bind(&hash[..]).fetch_optional(&mut *conn).await? {
+            match sqlx::query_with(AssertSqlSafe(sql), args).fetch_optional(&mut *conn).await? {
                 Some(row) => Some(LoadedRow {
                     user_id: row.try_get(0)?,
                     last_seen_at: row.try_get(1)?,
@@ -364,15 +366,13 @@ impl SqlSessionStore {
             // two `COALESCE(?, …)` columns has two binds fewer to encode.
             let sql = self.inner.sql.update_data_guarded_no_client.clone();
             on_pool!(&self.inner.db, pool => {
+                let mut args = arguments_for(pool, 4, bytes.len() + hash.len() + user_id.as_ref().map_or(0, String::len) + 40);
+                args.add(&bytes[..]).map_err(bind_error)?;
+                args.add(user_id.as_deref()).map_err(bind_error)?;
+                args.add(&hash[..]).map_err(bind_error)?;
+                args.add(loaded.v).map_err(bind_error)?;
                 let mut conn = pool.acquire().await?;
-                sqlx::query(AssertSqlSafe(sql))
-                    .bind(&bytes[..])
-                    .bind(user_id.as_deref())
-                    .bind(&hash[..])
-                    .bind(loaded.v)
-                    .execute(&mut *conn)
-                    .await?
-                    .rows_affected()
+                sqlx::query_with(AssertSqlSafe(sql), args).execute(&mut *conn).await?.rows_affected()
             })
         } else {
             let sql = self.inner.sql.update_data_guarded.clone();
@@ -561,6 +561,18 @@ impl SqlSessionStore {
             }
         }
     }
+}
+
+/// Empty statement arguments for `pool`'s database with room for `values`
+/// values of `bytes` encoded bytes, so binding them never grows a buffer.
+fn arguments_for<DB: sqlx::Database>(_pool: &sqlx::Pool<DB>, values: usize, bytes: usize) -> DB::Arguments {
+    let mut args = DB::Arguments::default();
+    args.reserve(values, bytes);
+    args
+}
+
+fn bind_error(err: sqlx::error::BoxDynError) -> StoreError {
+    StoreError::Database(format!("cannot encode a statement argument: {err}"))
 }
 
 /// Decodes stored session data (a JSON object) into a map sized for its keys
