@@ -67,7 +67,7 @@ fn cleanup_config() -> Result<CleanupConfig, BoxError> {
         }
     }
     let config = CleanupConfig {
-        batch_size: env("DBWARDEN_BENCH_CLEANUP_BATCH", 25_000)?,
+        batch_size: env("DBWARDEN_BENCH_CLEANUP_BATCH", 50_000)?,
         pause: Duration::from_millis(env("DBWARDEN_BENCH_CLEANUP_PAUSE_MS", 5)?),
         jitter: env("DBWARDEN_BENCH_CLEANUP_JITTER", 0.5)?,
         ..CleanupConfig::default()
