@@ -889,3 +889,40 @@ async fn a_dry_run_on_a_foreign_database_creates_nothing() {
     let stats = cleaner.stats().await.expect("stats");
     assert_eq!((stats.total, stats.expired, stats.last_runs.len()), (15, 12, 0));
 }
+
+/// Batches of 1000 rows or more on PostgreSQL sweep the table's pages by
+/// row-address ranges; a range that would delete more than a batch is cut
+/// down, and live rows spread between the expired ones survive.
+#[tokio::test]
+async fn large_postgres_batches_sweep_page_ranges_without_exceeding_the_batch() {
+    for kind in [Kind::Dbwarden, Kind::Django] {
+        let fx = Fixture::new(kind, Backend::Postgres).await;
+        let now = now_ms();
+        // Every fourth row is live, so every page holds both kinds.
+        let rows: Vec<Row> = (0..12_000_i64)
+            .map(|n| Row {
+                n,
+                expires_ms: if n % 4 == 3 { now + HOUR_MS } else { now - HOUR_MS },
+                created_ms: now - 2 * HOUR_MS,
+                user: None,
+            })
+            .collect();
+        fx.insert(&rows).await;
+        let cleaner = fx.cleaner(small_batches(2_000)).await;
+        let (seen, progress) = recorder();
+
+        let report = cleaner.run_once(CleanupMode::Expired, &progress).await.expect("cleanup");
+
+        assert_eq!(report.rows_removed, 9_000, "{kind:?}");
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(fx.count().await, 3_000, "{kind:?}: every live session stays");
+        let seen = seen.lock().expect("progress").clone();
+        let mut before = 0;
+        for p in &seen {
+            assert!(p.removed_so_far - before <= 2_000, "{kind:?}: a batch removed more than 2000: {seen:?}");
+            before = p.removed_so_far;
+        }
+        assert!(seen.len() >= 5, "{kind:?}: 9000 rows take at least five batches of 2000: {seen:?}");
+        fx.drop().await;
+    }
+}
