@@ -20,8 +20,8 @@ pub use cleanup::{
 pub use db::{Backend, DbError, SessionDatabase};
 pub use migrate::{MigrateError, MigrationReport, applied_migrations, migrate, pending_migrations};
 pub use schema::{SchemaConfig, SchemaError, TableName};
-pub use table::{ExpiryRule, Preset, SessionTable, TableError, TableMapping, TimeUnit};
 pub use store::{
     CapPolicy, ClientHasher, ClientHashes, ClientInfoLayer, RESERVED_KEY, RedisSessionStore, RedisStoreConfig,
     SessionStoreExt, SqlSessionStore, StoreConfig, StoreError, StoreStats, UserCap, rotate_session_id,
 };
+pub use table::{ExpiryRule, Preset, SessionTable, TableError, TableMapping, TimeUnit};
