@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::db::{Backend, SessionDatabase, on_pool};
-use crate::table::{SessionTable, TimeUnit, placeholder, read_columns};
+use crate::table::{SessionTable, TimeUnit, read_columns, time_param};
 
 /// A value bound to a statement.
 #[derive(Debug, Clone)]
@@ -176,21 +176,7 @@ impl TimeColumn {
     /// Bind parameter `n` (epoch milliseconds) as a value comparable with the
     /// column, so comparisons keep using an index on it.
     pub(crate) fn param(&self, n: usize) -> String {
-        let p = placeholder(self.backend, n);
-        match (self.unit, self.backend) {
-            (TimeUnit::EpochMillis, _) => p,
-            (TimeUnit::EpochSeconds, Backend::MySql) => format!("({p} DIV 1000)"),
-            (TimeUnit::EpochSeconds, _) => format!("({p} / 1000)"),
-            (TimeUnit::DateTime, Backend::Postgres) => {
-                if self.data_type.contains("without time zone") {
-                    format!("(to_timestamp({p}::float8 / 1000) AT TIME ZONE 'UTC')")
-                } else {
-                    format!("to_timestamp({p}::float8 / 1000)")
-                }
-            }
-            (TimeUnit::DateTime, Backend::MySql) => format!("FROM_UNIXTIME({p} / 1000)"),
-            (TimeUnit::DateTime, Backend::Sqlite) => format!("datetime({p} / 1000, 'unixepoch')"),
-        }
+        time_param(self.backend, self.unit, &self.data_type, n)
     }
 }
 

@@ -301,6 +301,29 @@ pub fn placeholder(backend: Backend, n: usize) -> String {
     }
 }
 
+/// An SQL expression that converts bind parameter `n` (epoch milliseconds,
+/// `BIGINT`) into a value comparable with a column of `unit` whose catalog
+/// type is `data_type`, so comparisons keep using an index on the column.
+pub(crate) fn time_param(backend: Backend, unit: TimeUnit, data_type: &str, n: usize) -> String {
+    let p = placeholder(backend, n);
+    match (unit, backend) {
+        (TimeUnit::EpochMillis, _) => p,
+        (TimeUnit::EpochSeconds, Backend::MySql) => format!("({p} DIV 1000)"),
+        (TimeUnit::EpochSeconds, Backend::Postgres | Backend::Sqlite) => format!("({p} / 1000)"),
+        (TimeUnit::DateTime, Backend::Postgres) => {
+            if data_type.contains("without time zone") {
+                format!("(to_timestamp({p}::float8 / 1000) AT TIME ZONE 'UTC')")
+            } else {
+                format!("to_timestamp({p}::float8 / 1000)")
+            }
+        }
+        // sqlx opens MySQL sessions with time_zone '+00:00', so this is UTC.
+        (TimeUnit::DateTime, Backend::MySql) => format!("FROM_UNIXTIME({p} / 1000)"),
+        // Text timestamps compare as strings; datetime() gives the same layout.
+        (TimeUnit::DateTime, Backend::Sqlite) => format!("datetime({p} / 1000, 'unixepoch')"),
+    }
+}
+
 /// A column the catalog confirmed, with what it holds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VerifiedColumn {
@@ -415,36 +438,12 @@ impl SessionTable {
         quote_ident(self.backend, column)
     }
 
-    /// An SQL expression that converts bind parameter `n` (epoch
-    /// milliseconds, `BIGINT`) into a value comparable with `column` of
-    /// `unit`.
-    pub fn time_param(&self, unit: TimeUnit, n: usize) -> String {
-        let p = placeholder(self.backend, n);
-        match (unit, self.backend) {
-            (TimeUnit::EpochMillis, _) => p,
-            (TimeUnit::EpochSeconds, Backend::Postgres) => format!("({p} / 1000)"),
-            (TimeUnit::EpochSeconds, Backend::MySql) => format!("({p} DIV 1000)"),
-            (TimeUnit::EpochSeconds, Backend::Sqlite) => format!("({p} / 1000)"),
-            (TimeUnit::DateTime, Backend::Postgres) => {
-                if self.expiry_type.contains("without time zone") {
-                    format!("(to_timestamp({p}::float8 / 1000) AT TIME ZONE 'UTC')")
-                } else {
-                    format!("to_timestamp({p}::float8 / 1000)")
-                }
-            }
-            // sqlx opens MySQL sessions with time_zone '+00:00', so this is UTC.
-            (TimeUnit::DateTime, Backend::MySql) => format!("FROM_UNIXTIME({p} / 1000)"),
-            // Text timestamps compare as strings; datetime() gives the same layout.
-            (TimeUnit::DateTime, Backend::Sqlite) => format!("datetime({p} / 1000, 'unixepoch')"),
-        }
-    }
-
     /// The condition "this row is expired" with the cut-off in bind
     /// parameter `n`; bind [`expiry_cutoff_ms`](Self::expiry_cutoff_ms).
     pub fn expired_condition(&self, n: usize) -> String {
         let column = self.col(self.mapping.expiry.column());
         let unit = self.mapping.expiry.unit();
-        format!("{column} < {}", self.time_param(unit, n))
+        format!("{column} < {}", time_param(self.backend, unit, &self.expiry_type, n))
     }
 
     /// The bind value for [`expired_condition`](Self::expired_condition) at
