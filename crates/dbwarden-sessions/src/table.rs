@@ -458,6 +458,21 @@ impl SessionTable {
     }
 }
 
+/// Checks that `name` can name a table (`table` or `schema.table`, plain
+/// identifiers); the error says what is wrong.
+pub fn check_table_name(name: &str) -> Result<(), TableError> {
+    split_table(name).map(drop)
+}
+
+/// Checks that `name` can name a column (a plain identifier).
+pub fn check_column_name(name: &str) -> Result<(), TableError> {
+    if valid_identifier(name) {
+        Ok(())
+    } else {
+        Err(TableError::InvalidIdentifier { what: "column", name: name.chars().take(80).collect() })
+    }
+}
+
 pub(crate) fn split_table(table: &str) -> Result<(Option<String>, String), TableError> {
     let invalid = || TableError::InvalidIdentifier { what: "table", name: table.chars().take(80).collect() };
     let mut parts = table.split('.');

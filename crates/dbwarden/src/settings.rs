@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use dbwarden_core::Thresholds;
+use dbwarden_sessions::table::{check_column_name, check_table_name};
 use dbwarden_sessions::{Backend, CleanupConfig, ExpiryRule, OrphanRule, Preset, TableMapping, TimeUnit};
 use serde_json::{Map, Value};
 
@@ -120,8 +121,10 @@ enum Kind {
     },
     /// One of a fixed set of words.
     Choice(&'static [&'static str]),
-    /// An SQL identifier, optionally qualified once (`schema.table`).
-    Ident,
+    /// A table name, optionally qualified once (`schema.table`).
+    Table,
+    /// A column name.
+    Column,
 }
 
 /// One setting: its key, environment names (primary first), kind, default
@@ -322,12 +325,12 @@ fn specs() -> Vec<Spec> {
         spec(
             "cleanup.mapping.table",
             &["DBWARDEN_SESSION_TABLE"],
-            Kind::Ident,
+            Kind::Table,
             None,
             "session table, overriding the preset's (schema.table allowed)",
         ),
-        spec("cleanup.mapping.key", &[], Kind::Ident, None, "unique key column the batches are cut by"),
-        spec("cleanup.mapping.expiry_column", &[], Kind::Ident, None, "column that says when a session expires"),
+        spec("cleanup.mapping.key", &[], Kind::Column, None, "unique key column the batches are cut by"),
+        spec("cleanup.mapping.expiry_column", &[], Kind::Column, None, "column that says when a session expires"),
         spec(
             "cleanup.mapping.expiry_unit",
             &[],
@@ -342,21 +345,21 @@ fn specs() -> Vec<Spec> {
             None,
             "treat the expiry column as last activity: expired once older than this many seconds (Rails' trim age)",
         ),
-        spec("cleanup.mapping.created_at", &[], Kind::Ident, None, "column holding the creation time"),
-        spec("cleanup.mapping.last_seen_at", &[], Kind::Ident, None, "column holding the last activity"),
-        spec("cleanup.mapping.user_id", &[], Kind::Ident, None, "column holding the owning user"),
-        spec("cleanup.mapping.data", &[], Kind::Ident, None, "column holding the session data"),
+        spec("cleanup.mapping.created_at", &[], Kind::Column, None, "column holding the creation time"),
+        spec("cleanup.mapping.last_seen_at", &[], Kind::Column, None, "column holding the last activity"),
+        spec("cleanup.mapping.user_id", &[], Kind::Column, None, "column holding the owning user"),
+        spec("cleanup.mapping.data", &[], Kind::Column, None, "column holding the session data"),
         spec(
             "cleanup.orphans.user_table",
             &["DBWARDEN_CLEANUP_USER_TABLE"],
-            Kind::Ident,
+            Kind::Table,
             None,
             "user table whose rows sessions belong to (orphan cleanup)",
         ),
         spec(
             "cleanup.orphans.user_key",
             &["DBWARDEN_CLEANUP_USER_KEY"],
-            Kind::Ident,
+            Kind::Column,
             Some("id"),
             "key column of the user table",
         ),
@@ -459,26 +462,8 @@ fn parse(kind: Kind, text: &str) -> Result<Parsed, String> {
             Some(w) => Ok(Parsed::Text((*w).to_owned())),
             None => Err(format!("expected one of {}", words.join(", "))),
         },
-        Kind::Ident => {
-            let part = |p: &str| {
-                let mut chars = p.chars();
-                chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                    && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-                    && p.len() <= 64
-            };
-            let mut parts = text.split('.');
-            let ok = match (parts.next(), parts.next(), parts.next()) {
-                (Some(a), None, None) => part(a),
-                (Some(a), Some(b), None) => part(a) && part(b),
-                _ => false,
-            };
-            if ok {
-                Ok(Parsed::Text(text.to_owned()))
-            } else {
-                Err("expected an SQL name: letters, digits and _, starting with a letter or _ (schema.name allowed)"
-                    .into())
-            }
-        }
+        Kind::Table => check_table_name(text).map(|()| Parsed::Text(text.to_owned())).map_err(|e| e.to_string()),
+        Kind::Column => check_column_name(text).map(|()| Parsed::Text(text.to_owned())).map_err(|e| e.to_string()),
         Kind::Count { min, max } => {
             let v: u64 = text.parse().map_err(|_| "expected a whole number".to_owned())?;
             if (min..=max).contains(&v) { Ok(Parsed::Count(v)) } else { Err(format!("expected {min} to {max}")) }
@@ -663,19 +648,9 @@ impl FlagValue {
     }
 }
 
-/// The URL with any password replaced, for messages and logs.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!("{}{}:***{}", &url[..scheme_end + 3], &userinfo[..colon], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
+/// Replaces a database URL's password with `***` (in the user info and in a
+/// `password=` parameter).
+pub use dbwarden_sessions::db::redact_url;
 
 fn flatten(prefix: &str, table: &toml::Table, out: &mut Vec<(String, toml::Value)>) {
     for (k, v) in table {
@@ -997,7 +972,7 @@ mod tests {
         assert!(err.contains("database.url") && !err.contains("hunter2"), "a refused URL keeps its password: {err}");
         let flags = [FlagValue::new("cleanup.mapping.table", "s; DROP TABLE x", "--set")];
         let err = Settings::load(None, env_of(&[]), &flags).unwrap_err().to_string();
-        assert!(err.contains("cleanup.mapping.table") && err.contains("SQL name"), "{err}");
+        assert!(err.contains("cleanup.mapping.table") && err.contains("is not a usable table name"), "{err}");
     }
 
     #[test]
