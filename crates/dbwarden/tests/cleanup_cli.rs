@@ -12,13 +12,11 @@ use dbwarden_sessions::{SchemaConfig, SessionDatabase, migrate};
 use serde_json::Value;
 use sqlx::AssertSqlSafe;
 
+mod support;
+
 fn dbwarden() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbwarden"));
-    cmd.env_remove("DBWARDEN_DATABASE_URL")
-        .env_remove("DBWARDEN_CONFIG")
-        .env_remove("SESSION_CLEANUP_BATCH_SIZE")
-        .env("RUST_LOG", "warn")
-        .env("NO_COLOR", "1");
+    let mut cmd = support::dbwarden();
+    cmd.env("RUST_LOG", "warn");
     cmd
 }
 

@@ -6,13 +6,13 @@ use std::io::Read;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+use support::http_get;
+
+/// The binary with a clean environment, listening on a free port.
 fn dbwarden() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbwarden"));
-    cmd.env_remove("DBWARDEN_DATABASE_URL")
-        .env_remove("DBWARDEN_ADMIN_TOKEN")
-        .env("DBWARDEN_BIND", "127.0.0.1:0")
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1");
+    let mut cmd = support::dbwarden();
+    cmd.env("DBWARDEN_BIND", "127.0.0.1:0");
     cmd
 }
 
@@ -142,20 +142,6 @@ fn fingerprint_prints_the_normalized_statement_only() {
     assert_eq!(json["text"], "DELETE FROM sessions WHERE expires_at < ?");
     assert_eq!(json["kind"], "delete");
     assert_eq!(json["table"], "sessions");
-}
-
-/// One HTTP/1.1 GET on `addr`; returns the status code and the body.
-fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    use std::io::Write;
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to dbwarden serve");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
 }
 
 #[cfg(unix)]

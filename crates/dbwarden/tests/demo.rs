@@ -2,36 +2,22 @@
 //! traffic shows up in the API (per-route figures, failures, N+1 findings)
 //! within a bounded time, and the demo stops on SIGTERM.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const TOKEN: &str = "demo-token-0123456789abcdef";
+mod support;
+use support::{dbwarden, http_get};
 
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to dbwarden demo");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n")
-        .expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
-}
+const TOKEN: &str = "demo-token-0123456789abcdef";
 
 #[cfg(unix)]
 #[test]
 fn demo_traffic_reaches_every_kind_of_route_and_the_n_plus_one_detector() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbwarden"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("DBWARDEN_") || name.starts_with("RESPONSIVENESS_") || name.starts_with("SESSION_") {
-            cmd.env_remove(name);
-        }
-    }
+    let mut cmd = dbwarden();
     let mut child = cmd
         .current_dir(dir.path())
         .env("DBWARDEN_ADMIN_TOKEN", TOKEN)
@@ -49,13 +35,13 @@ fn demo_traffic_reaches_every_kind_of_route_and_the_n_plus_one_detector() {
     };
     let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     assert!(dir.path().join("dbwarden-demo.db").exists(), "the demo's SQLite file is created");
-    let (status, body) = http_get(&addr, "/demo/fast/1");
+    let (status, body) = http_get(&addr, "/demo/fast/1", Some(TOKEN));
     assert_eq!(status, 200, "{body}");
 
     let wanted = ["/demo/fast/{id}", "/demo/slow", "/demo/fail", "/demo/n-plus-one"];
     let deadline = Instant::now() + Duration::from_secs(60);
     let requests = loop {
-        let (status, body) = http_get(&addr, "/api/requests");
+        let (status, body) = http_get(&addr, "/api/requests", Some(TOKEN));
         assert_eq!(status, 200, "{body}");
         let json: Value = serde_json::from_str(&body).expect("JSON");
         let routes: Vec<String> = json["routes"]

@@ -3,22 +3,16 @@
 //! on an expired backlog, and `maintain --full --dry-run` changes nothing.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use dbwarden_sessions::SessionDatabase;
 use serde_json::Value;
 use sqlx::{AssertSqlSafe, Row};
 
+mod support;
+
 fn dbwarden(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dbwarden"))
-        .env_remove("DBWARDEN_DATABASE_URL")
-        .env_remove("DBWARDEN_CONFIG")
-        .env("RUST_LOG", "warn")
-        .env("NO_COLOR", "1")
-        .args(args)
-        .args(["--database-url", url])
-        .output()
-        .expect("run dbwarden")
+    support::dbwarden().env("RUST_LOG", "warn").args(args).args(["--database-url", url]).output().expect("run dbwarden")
 }
 
 fn json(out: &Output) -> Value {

@@ -10,18 +10,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+mod support;
+use support::{dbwarden, http_get};
 
-fn dbwarden() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbwarden"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("DBWARDEN_") || name.starts_with("RESPONSIVENESS_") || name.starts_with("SESSION_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("DATABASE_URL").env("RUST_LOG", "info").env("NO_COLOR", "1");
-    cmd
-}
+const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// A running `dbwarden serve`; stopped with SIGTERM when dropped.
 struct Served {
@@ -112,19 +104,6 @@ impl Drop for Served {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// One HTTP/1.1 GET; the status code and the body.
-fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to dbwarden serve");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n").expect("send");
-    let mut response = String::new();
-    stream.read_to_string(&mut response).expect("read response");
-    let status = response.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
 }
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);

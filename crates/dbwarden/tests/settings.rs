@@ -6,16 +6,8 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn dbwarden() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dbwarden"));
-    for (name, _) in std::env::vars() {
-        if name.starts_with("DBWARDEN_") || name.starts_with("RESPONSIVENESS_") || name.starts_with("SESSION_") {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env_remove("DATABASE_URL");
-    cmd
-}
+mod support;
+use support::dbwarden;
 
 fn show(cmd: &mut Command, extra: &[&str]) -> Value {
     let out = cmd.args(["config", "show", "--json"]).args(extra).output().expect("run");
