@@ -89,38 +89,23 @@ pub(crate) async fn start(
         "INSERT INTO {CLEANUP_RUNS_TABLE} (started_at, table_name, mode, dry_run, host) VALUES ({})",
         values.join(", ")
     );
-    let table_name = table.display_name().to_owned();
+    let table_name = table.display_name();
+    // The same five values in the same order on every backend.
+    macro_rules! bound {
+        ($query:expr) => {
+            $query.bind(started_at_ms).bind(table_name).bind(mode).bind(dry_run).bind(host)
+        };
+    }
     match db {
         SessionDatabase::Postgres(pool) => {
-            sqlx::query_scalar(AssertSqlSafe(format!("{sql} RETURNING id")))
-                .bind(started_at_ms)
-                .bind(table_name)
-                .bind(mode)
-                .bind(dry_run)
-                .bind(host)
-                .fetch_one(pool)
-                .await
+            bound!(sqlx::query_scalar(AssertSqlSafe(format!("{sql} RETURNING id")))).fetch_one(pool).await
         }
         SessionDatabase::MySql(pool) => {
-            let done = sqlx::query(AssertSqlSafe(sql))
-                .bind(started_at_ms)
-                .bind(table_name)
-                .bind(mode)
-                .bind(dry_run)
-                .bind(host)
-                .execute(pool)
-                .await?;
+            let done = bound!(sqlx::query(AssertSqlSafe(sql))).execute(pool).await?;
             Ok(i64::try_from(done.last_insert_id()).unwrap_or(i64::MAX))
         }
         SessionDatabase::Sqlite(pool) => {
-            let done = sqlx::query(AssertSqlSafe(sql))
-                .bind(started_at_ms)
-                .bind(table_name)
-                .bind(mode)
-                .bind(dry_run)
-                .bind(host)
-                .execute(pool)
-                .await?;
+            let done = bound!(sqlx::query(AssertSqlSafe(sql))).execute(pool).await?;
             Ok(done.last_insert_rowid())
         }
     }
