@@ -328,15 +328,7 @@ async fn check_health_growth_and_size(backend: Backend) {
     t.drop().await;
 }
 
-macro_rules! backends {
-    ($($check:ident),*) => {
-        mod sqlite { use super::*; $( #[tokio::test] async fn $check() { super::$check(Backend::Sqlite).await } )* }
-        mod postgres { use super::*; $( #[tokio::test] async fn $check() { super::$check(Backend::Postgres).await } )* }
-        mod mariadb { use super::*; $( #[tokio::test] async fn $check() { super::$check(Backend::MySql).await } )* }
-    };
-}
-
-backends!(
+seed::support::on_every_backend!(
     check_overview,
     check_overview_on_rails,
     check_snapshots_and_trends,

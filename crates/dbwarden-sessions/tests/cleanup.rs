@@ -725,24 +725,7 @@ async fn the_time_budget_stops_between_batches(backend: Backend) {
     fx.drop().await;
 }
 
-macro_rules! on_every_backend {
-    ($($name:ident),* $(,)?) => {
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(dbwarden_sessions::Backend::Postgres).await }) *
-        }
-        mod mariadb {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(dbwarden_sessions::Backend::MySql).await }) *
-        }
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $name() { super::$name(dbwarden_sessions::Backend::Sqlite).await }) *
-        }
-    };
-}
-
-on_every_backend!(
+support::on_every_backend!(
     removes_only_expired_rows_in_batches,
     dry_run_changes_nothing,
     force_mode_removes_old_sessions_whatever_their_expiry,

@@ -176,15 +176,7 @@ async fn check_integrity_on_rails(backend: Backend) {
     t.drop().await;
 }
 
-macro_rules! backends {
-    ($($check:ident),*) => {
-        mod sqlite { use super::*; $( #[tokio::test] async fn $check() { super::$check(Backend::Sqlite).await } )* }
-        mod postgres { use super::*; $( #[tokio::test] async fn $check() { super::$check(Backend::Postgres).await } )* }
-        mod mariadb { use super::*; $( #[tokio::test] async fn $check() { super::$check(Backend::MySql).await } )* }
-    };
-}
-
-backends!(
+seed::support::on_every_backend!(
     check_analyze_and_stats,
     check_create_indexes,
     check_dbwarden_indexes_present,

@@ -75,3 +75,26 @@ pub async fn drop_table(db: &SessionDatabase, schema: &SchemaConfig) {
         }
     }
 }
+
+/// Runs each named `async fn(Backend)` as a test on PostgreSQL, MariaDB and
+/// SQLite, in modules named after the backend.
+// Not every suite that includes this module runs per backend.
+#[allow(unused_macros)]
+macro_rules! on_every_backend {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(dbwarden_sessions::Backend::Postgres).await }) *
+        }
+        mod mariadb {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(dbwarden_sessions::Backend::MySql).await }) *
+        }
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(dbwarden_sessions::Backend::Sqlite).await }) *
+        }
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_every_backend;
