@@ -218,12 +218,23 @@ impl Plan {
     /// `SELECT COUNT(*)` of the rows the run targets.
     pub(crate) async fn count(&self, db: &SessionDatabase) -> Result<u64, sqlx::Error> {
         let sql = format!("SELECT COUNT(*) FROM {} AS {ALIAS} WHERE {}", self.table_sql, self.condition);
+        // PostgreSQL would count a large table with parallel workers, which
+        // take every core for the scan's length while the application's
+        // queries wait for a CPU. A cleanup runs beside the application, so
+        // it counts on one core.
+        let begin = match db.backend() {
+            Backend::Postgres => "BEGIN; SET LOCAL max_parallel_workers_per_gather = 0",
+            Backend::MySql | Backend::Sqlite => "BEGIN",
+        };
         let count: i64 = on_pool!(db, pool => {
+            let mut tx = pool.begin_with(begin).await?;
             let mut query = sqlx::query_scalar(AssertSqlSafe(sql));
             for bind in &self.binds {
                 query = query.bind(*bind);
             }
-            query.fetch_one(pool).await?
+            let count = query.fetch_one(&mut *tx).await?;
+            tx.commit().await?;
+            count
         });
         let count = u64::try_from(count).unwrap_or(0);
         if let Ok(mut counted) = self.counted.lock() {
