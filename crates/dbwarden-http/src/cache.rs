@@ -2,9 +2,8 @@
 //! under load: each is computed at most once per monitor tick and per
 //! [`AdminConfig::report_cache`](crate::AdminConfig::report_cache).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
@@ -42,6 +41,44 @@ impl<T> Slot<T> {
     }
 }
 
+/// A serialized response body kept between requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CachedBody {
+    /// `/api/status`.
+    Status,
+    /// `/health` with its checks.
+    HealthDetails,
+    /// `/health`, the status only.
+    HealthStatus,
+}
+
+/// A body with when and at which generation it was made.
+#[derive(Debug)]
+struct KeptBody {
+    at: Instant,
+    generation: u64,
+    code: StatusCode,
+    body: Bytes,
+}
+
+/// The slot of one [`CachedBody`]: a read lock and a reference-count
+/// increment per hit. Every request of a busy endpoint comes through here,
+/// so no hashing, and no writer between ticks.
+#[derive(Debug, Default)]
+struct BodySlot(RwLock<Option<KeptBody>>);
+
+impl BodySlot {
+    fn get(&self, ttl: Duration, generation: u64) -> Option<(StatusCode, Bytes)> {
+        let slot = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let kept = slot.as_ref()?;
+        (kept.generation == generation && kept.at.elapsed() < ttl).then(|| (kept.code, kept.body.clone()))
+    }
+
+    fn set(&self, value: Option<KeptBody>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = value;
+    }
+}
+
 /// The cached health verdict and snapshot.
 #[derive(Debug)]
 pub(crate) struct ReportCache {
@@ -52,9 +89,9 @@ pub(crate) struct ReportCache {
     health: Slot<HealthReport>,
     snapshot: Slot<MetricsSnapshot>,
     probe: Mutex<Option<(Instant, Result<(), String>)>>,
-    /// Serialized response bodies by name, so a busy endpoint serializes
-    /// once per tick rather than once per request.
-    bodies: Mutex<HashMap<&'static str, Entry<(StatusCode, Bytes)>>>,
+    /// Serialized response bodies, one slot per [`CachedBody`], so a busy
+    /// endpoint serializes once per tick rather than once per request.
+    bodies: [BodySlot; 3],
 }
 
 impl ReportCache {
@@ -65,7 +102,7 @@ impl ReportCache {
             health: Slot(Mutex::new(None)),
             snapshot: Slot(Mutex::new(None)),
             probe: Mutex::new(None),
-            bodies: Mutex::new(HashMap::new()),
+            bodies: Default::default(),
         }
     }
 
@@ -89,21 +126,22 @@ impl ReportCache {
         *self.probe.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), result));
     }
 
-    /// The body kept under `name`, if still fresh.
-    pub(crate) fn body(&self, name: &'static str) -> Option<(StatusCode, Bytes)> {
-        let generation = self.generation.load(Ordering::Acquire);
-        let bodies = self.bodies.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = bodies.get(name)?;
-        (entry.generation == generation && entry.at.elapsed() < self.ttl).then(|| (*entry.value).clone())
+    fn slot(&self, body: CachedBody) -> &BodySlot {
+        &self.bodies[body as usize]
     }
 
-    /// Keeps `body` under `name` (computed at `generation`, read before computing).
-    pub(crate) fn store_body(&self, name: &'static str, generation: u64, body: (StatusCode, Bytes)) {
+    /// The body kept for `body`, if still fresh.
+    pub(crate) fn body(&self, body: CachedBody) -> Option<(StatusCode, Bytes)> {
+        self.slot(body).get(self.ttl, self.generation.load(Ordering::Acquire))
+    }
+
+    /// Keeps `value` for `body` (computed at `generation`, read before computing).
+    pub(crate) fn store_body(&self, body: CachedBody, generation: u64, value: (StatusCode, Bytes)) {
         if self.ttl.is_zero() {
             return;
         }
-        let entry = Entry { value: Arc::new(body), at: Instant::now(), generation };
-        self.bodies.lock().unwrap_or_else(|e| e.into_inner()).insert(name, entry);
+        let (code, value) = value;
+        self.slot(body).set(Some(KeptBody { at: Instant::now(), generation, code, body: value }));
     }
 
     /// The current generation, to pass to [`store_body`](Self::store_body).
@@ -116,6 +154,8 @@ impl ReportCache {
         self.generation.fetch_add(1, Ordering::AcqRel);
         self.health.clear();
         self.snapshot.clear();
-        self.bodies.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        for slot in &self.bodies {
+            slot.set(None);
+        }
     }
 }

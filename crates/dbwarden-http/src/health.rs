@@ -14,6 +14,7 @@ use dbwarden_core::{HealthCheck, HealthReport, HealthStatus};
 use serde_json::{Map, Value, json};
 
 use crate::auth::is_authorized;
+use crate::cache::CachedBody;
 use crate::state::{AppState, HealthDetails};
 
 /// `GET /livez`: the process answers.
@@ -156,7 +157,7 @@ fn wants_details(state: &AppState, headers: &HeaderMap) -> bool {
 /// `GET /health`: 200 for pass and warn, 503 for fail.
 pub(crate) async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let details = wants_details(&state, &headers);
-    let name = if details { "health:details" } else { "health:status" };
+    let name = if details { CachedBody::HealthDetails } else { CachedBody::HealthStatus };
     let cache = &state.inner.cache;
     let (code, body) = match cache.body(name) {
         Some(kept) => kept,
