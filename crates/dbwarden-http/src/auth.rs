@@ -5,16 +5,19 @@
 //! server keeps their SHA-256 with an expiry, in a bounded map.
 
 use std::collections::HashMap;
+use std::future::Ready;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Form, FromRequest, OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
+use futures_util::future::Either;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tower::{Layer, Service};
 
 use crate::error::{ApiError, parse_json_body};
 use crate::state::{AppState, random_hex};
@@ -100,12 +103,37 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         .map(|(_, value)| value.trim())
 }
 
+/// What a request presents, read once: a bearer token wins over a cookie.
+#[derive(Debug, Clone, Copy)]
+enum Credentials<'a> {
+    Bearer(&'a str),
+    Session(&'a str),
+    Nothing,
+}
+
+impl<'a> Credentials<'a> {
+    fn of(headers: &'a HeaderMap) -> Self {
+        if let Some(token) = bearer(headers) {
+            Credentials::Bearer(token)
+        } else if let Some(id) = session_cookie(headers) {
+            Credentials::Session(id)
+        } else {
+            Credentials::Nothing
+        }
+    }
+
+    fn are_valid(self, state: &AppState) -> bool {
+        match self {
+            Credentials::Bearer(token) => state.inner.admin.token.matches(token),
+            Credentials::Session(id) => state.inner.sessions.is_valid(id),
+            Credentials::Nothing => false,
+        }
+    }
+}
+
 /// Whether the request carries the admin token or a live dashboard session.
 pub(crate) fn is_authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    if let Some(token) = bearer(headers) {
-        return state.inner.admin.token.matches(token);
-    }
-    session_cookie(headers).is_some_and(|id| state.inner.sessions.is_valid(id))
+    Credentials::of(headers).are_valid(state)
 }
 
 /// Whether a request that changes something comes from another site: its
@@ -130,32 +158,93 @@ fn cross_site(request: &Request) -> bool {
     }
 }
 
-/// Middleware of admin routes, in one layer: the rate limit (429), then the
-/// credentials (401), then cookie-authenticated changes from another site
-/// (403; SameSite=Strict already keeps the cookie off those, this is the
-/// second lock).
-pub(crate) async fn require_admin(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if let Err(refused) = crate::ratelimit::check(&state, &request) {
-        return *refused;
-    }
-    if is_authorized(&state, request.headers()) {
-        if bearer(request.headers()).is_none() && cross_site(&request) {
+/// The admin guard's verdict: `None` lets the request through, otherwise
+/// the refusal: 401 without valid credentials, 403 for a cookie-authenticated
+/// change from another site (SameSite=Strict already keeps the cookie off
+/// those, this is the second lock).
+fn admin_refusal(state: &AppState, request: &Request) -> Option<Response> {
+    let detail = match Credentials::of(request.headers()) {
+        credentials @ Credentials::Bearer(_) if credentials.are_valid(state) => return None,
+        credentials @ Credentials::Session(_) if credentials.are_valid(state) => {
+            if !cross_site(request) {
+                return None;
+            }
             tracing::warn!(target: "dbwarden::http", path = %request.uri().path(), "cross-site request with the dashboard cookie refused");
-            return ApiError::Forbidden(
-                "a change made with the dashboard cookie must come from the dashboard's own origin".into(),
-            )
-            .into_response();
+            return Some(
+                ApiError::Forbidden(
+                    "a change made with the dashboard cookie must come from the dashboard's own origin".into(),
+                )
+                .into_response(),
+            );
         }
-        next.run(request).await
-    } else {
-        let detail = if bearer(request.headers()).is_some() {
-            "the bearer token is not valid"
-        } else if session_cookie(request.headers()).is_some() {
-            "the dashboard session has expired or was closed; sign in again"
-        } else {
-            "this endpoint needs `Authorization: Bearer <admin token>` or a dashboard session"
+        Credentials::Bearer(_) => "the bearer token is not valid",
+        Credentials::Session(_) => "the dashboard session has expired or was closed; sign in again",
+        Credentials::Nothing => "this endpoint needs `Authorization: Bearer <admin token>` or a dashboard session",
+    };
+    Some(ApiError::Unauthorized(detail.into()).into_response())
+}
+
+/// The layer in front of a group of routes: the rate limit (429) for
+/// `/login` and `/logout`, the rate limit then the admin credentials for
+/// admin routes. Written by hand rather than with `middleware::from_fn`,
+/// which boxes a future and builds a `Next` for every request: this runs
+/// on every admin request, so its cost is the routes' fixed cost.
+#[derive(Debug, Clone)]
+pub(crate) struct GuardLayer {
+    state: AppState,
+    admin: bool,
+}
+
+impl GuardLayer {
+    /// The rate limit, then the admin credentials.
+    pub(crate) fn admin(state: AppState) -> Self {
+        GuardLayer { state, admin: true }
+    }
+
+    /// The rate limit only.
+    pub(crate) fn rate_limited(state: AppState) -> Self {
+        GuardLayer { state, admin: false }
+    }
+}
+
+impl<S> Layer<S> for GuardLayer {
+    type Service = Guard<S>;
+
+    fn layer(&self, inner: S) -> Guard<S> {
+        Guard { inner, state: self.state.clone(), admin: self.admin }
+    }
+}
+
+/// The service [`GuardLayer`] wraps a route in.
+#[derive(Debug, Clone)]
+pub(crate) struct Guard<S> {
+    inner: S,
+    state: AppState,
+    admin: bool,
+}
+
+impl<S> Service<Request> for Guard<S>
+where
+    S: Service<Request, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let refusal = match crate::ratelimit::check(&self.state, &request) {
+            Err(refused) => Some(*refused),
+            Ok(()) if self.admin => admin_refusal(&self.state, &request),
+            Ok(()) => None,
         };
-        ApiError::Unauthorized(detail.into()).into_response()
+        match refusal {
+            None => Either::Left(self.inner.call(request)),
+            Some(response) => Either::Right(std::future::ready(Ok(response))),
+        }
     }
 }
 

@@ -10,8 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::middleware::Next;
+use axum::extract::{ConnectInfo, Request};
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
@@ -65,14 +64,6 @@ impl RateLimiter {
     #[cfg(test)]
     fn clients(&self) -> usize {
         self.buckets.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-}
-
-/// Middleware: 429 with `Retry-After` when the client's bucket is empty.
-pub(crate) async fn limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match check(&state, &request) {
-        Ok(()) => next.run(request).await,
-        Err(refused) => *refused,
     }
 }
 

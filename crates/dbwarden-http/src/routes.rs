@@ -5,13 +5,15 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::handler::Handler;
 use axum::http::{Method, Uri};
-use axum::middleware::from_fn_with_state;
-use axum::routing::{MethodRouter, delete, get, post, put};
+use axum::routing::{MethodFilter, MethodRouter, on, on_service};
+use tower::Layer;
 
+use crate::auth::GuardLayer;
 use crate::error::{ApiError, MAX_BODY_BYTES};
 use crate::state::AppState;
-use crate::{api, auth, config, dashboard, events, health, metrics, ratelimit};
+use crate::{api, auth, config, dashboard, events, health, metrics};
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,43 +263,77 @@ pub(crate) fn table(metrics_public: bool) -> Vec<RouteInfo> {
     ]
 }
 
-/// The handler of a route in the table.
-fn handler(info: &RouteInfo) -> Option<MethodRouter<AppState>> {
-    Some(match (info.method, info.path) {
-        ("GET", "/") => get(dashboard::index),
-        ("GET", "/assets/{name}") => get(dashboard::asset),
-        ("GET", "/livez") => get(health::livez),
-        ("GET", "/readyz") => get(health::readyz),
-        ("GET", "/health") => get(health::health),
-        ("GET", "/metrics") => get(metrics::metrics),
-        ("GET", "/openapi.json") => get(api::openapi),
-        ("POST", "/login") => post(auth::login),
-        ("POST", "/logout") => post(auth::logout),
-        ("GET", "/api/status") => get(api::status),
-        ("GET", "/api/summary") => get(api::summary),
-        ("GET", "/api/performance") => get(api::performance),
-        ("GET", "/api/queries") => get(api::queries),
-        ("GET", "/api/queries/slow") => get(api::slow_queries),
-        ("GET", "/api/pool") => get(api::pool),
-        ("GET", "/api/pool/checkouts") => get(api::checkouts),
-        ("GET", "/api/errors") => get(api::errors),
-        ("GET", "/api/requests") => get(api::requests),
-        ("GET", "/api/alerts") => get(api::alerts),
-        ("GET", "/api/alerts/history") => get(api::alert_history),
-        ("POST", "/api/alerts/{id}/ack") => post(api::acknowledge),
-        ("POST", "/api/alerts/{id}/resolve") => post(api::resolve),
-        ("GET", "/api/silences") => get(api::silences),
-        ("POST", "/api/silences") => post(api::create_silence),
-        ("DELETE", "/api/silences/{id}") => delete(api::expire_silence),
-        ("GET", "/api/config") => get(config::get_config),
-        ("PUT", "/api/config") => put(config::put_config),
-        ("POST", "/api/reset") => post(api::reset),
-        ("GET", "/api/trend") => get(api::trend),
-        ("GET", "/api/events") => get(events::stream),
+/// Mounts one route's handler behind the guard its access calls for.
+#[derive(Debug, Clone, Copy)]
+struct Mount<'a> {
+    info: &'a RouteInfo,
+    state: &'a AppState,
+}
+
+impl Mount<'_> {
+    /// The method router of `handler`. A guarded handler is wrapped as a
+    /// service, not given a route layer: a route layer puts the guard
+    /// between two boxed routes, and the inner one's clone and boxed future
+    /// cost more per request than the guard itself.
+    fn to<H, T>(self, handler: H) -> Option<MethodRouter<AppState>>
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = match self.info.method {
+            "GET" => MethodFilter::GET,
+            "POST" => MethodFilter::POST,
+            "PUT" => MethodFilter::PUT,
+            "DELETE" => MethodFilter::DELETE,
+            _ => return None,
+        };
+        let guard = match self.info.access {
+            Access::Open | Access::OpenWithDetails => return Some(on(filter, handler)),
+            Access::OpenLimited => GuardLayer::rate_limited(self.state.clone()),
+            Access::Admin => GuardLayer::admin(self.state.clone()),
+        };
+        Some(on_service(filter, guard.layer(handler.with_state(self.state.clone()))))
+    }
+}
+
+/// The handler of a route in the table, mounted behind its guard.
+fn handler(info: &RouteInfo, state: &AppState) -> Option<MethodRouter<AppState>> {
+    let m = Mount { info, state };
+    match (info.method, info.path) {
+        ("GET", "/") => m.to(dashboard::index),
+        ("GET", "/assets/{name}") => m.to(dashboard::asset),
+        ("GET", "/livez") => m.to(health::livez),
+        ("GET", "/readyz") => m.to(health::readyz),
+        ("GET", "/health") => m.to(health::health),
+        ("GET", "/metrics") => m.to(metrics::metrics),
+        ("GET", "/openapi.json") => m.to(api::openapi),
+        ("POST", "/login") => m.to(auth::login),
+        ("POST", "/logout") => m.to(auth::logout),
+        ("GET", "/api/status") => m.to(api::status),
+        ("GET", "/api/summary") => m.to(api::summary),
+        ("GET", "/api/performance") => m.to(api::performance),
+        ("GET", "/api/queries") => m.to(api::queries),
+        ("GET", "/api/queries/slow") => m.to(api::slow_queries),
+        ("GET", "/api/pool") => m.to(api::pool),
+        ("GET", "/api/pool/checkouts") => m.to(api::checkouts),
+        ("GET", "/api/errors") => m.to(api::errors),
+        ("GET", "/api/requests") => m.to(api::requests),
+        ("GET", "/api/alerts") => m.to(api::alerts),
+        ("GET", "/api/alerts/history") => m.to(api::alert_history),
+        ("POST", "/api/alerts/{id}/ack") => m.to(api::acknowledge),
+        ("POST", "/api/alerts/{id}/resolve") => m.to(api::resolve),
+        ("GET", "/api/silences") => m.to(api::silences),
+        ("POST", "/api/silences") => m.to(api::create_silence),
+        ("DELETE", "/api/silences/{id}") => m.to(api::expire_silence),
+        ("GET", "/api/config") => m.to(config::get_config),
+        ("PUT", "/api/config") => m.to(config::put_config),
+        ("POST", "/api/reset") => m.to(api::reset),
+        ("GET", "/api/trend") => m.to(api::trend),
+        ("GET", "/api/events") => m.to(events::stream),
         // A route in the table without a handler here is caught by the tests
         // that serve every route of the document.
-        _ => return None,
-    })
+        _ => None,
+    }
 }
 
 /// Every route the router built from `state` mounts.
@@ -316,26 +352,15 @@ async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
 /// The axum router of dbwarden's HTTP surface, ready to be served on its
 /// own or nested under a prefix (`.nest("/admin/dbwarden", router(state))`).
 pub fn router(state: AppState) -> Router {
-    let mut open = Router::new();
-    let mut limited = Router::new();
-    let mut admin = Router::new();
+    let mut routes = Router::new();
     for info in table(state.inner.admin.metrics_public) {
-        let Some(h) = handler(&info) else {
+        let Some(h) = handler(&info, &state) else {
             tracing::error!(target: "dbwarden::http", method = info.method, path = info.path, "route without a handler");
             continue;
         };
-        match info.access {
-            Access::Open | Access::OpenWithDetails => open = open.route(info.path, h),
-            Access::OpenLimited => limited = limited.route(info.path, h),
-            Access::Admin => admin = admin.route(info.path, h),
-        }
+        routes = routes.route(info.path, h);
     }
-    let admin = admin.route_layer(from_fn_with_state(state.clone(), auth::require_admin));
-    let limited = limited.route_layer(from_fn_with_state(state.clone(), ratelimit::limit));
-    Router::new()
-        .merge(open)
-        .merge(limited)
-        .merge(admin)
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
