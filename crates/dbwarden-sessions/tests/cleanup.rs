@@ -909,3 +909,53 @@ async fn large_postgres_batches_sweep_page_ranges_without_exceeding_the_batch() 
         fx.drop().await;
     }
 }
+
+/// A PostgreSQL sweep does not wait for a row an application holds locked:
+/// it deletes every other expired row, leaves the locked one, and a later
+/// run removes it once it is free. Both sweeps are covered: page ranges
+/// (batches of 2000) and the n-th-target statement (batches of 100).
+#[tokio::test]
+async fn postgres_sweeps_skip_rows_an_application_holds_locked() {
+    for batch_size in [2_000, 100] {
+        let fx = Fixture::new(Kind::Dbwarden, Backend::Postgres).await;
+        let now = now_ms();
+        let rows: Vec<Row> = (0..6_000_i64)
+            .map(|n| Row {
+                n,
+                expires_ms: if n % 4 == 3 { now + HOUR_MS } else { now - HOUR_MS },
+                created_ms: now - 2 * HOUR_MS,
+                user: None,
+            })
+            .collect();
+        fx.insert(&rows).await;
+        let SessionDatabase::Postgres(pool) = &fx.db else { unreachable!("a PostgreSQL fixture") };
+        // An application's open transaction holds two expired sessions locked,
+        // one early in the table and one in the middle.
+        let mut app = pool.begin().await.expect("application transaction");
+        for n in [10_i64, 3_000] {
+            let mut id = [0u8; 32];
+            id[..8].copy_from_slice(&n.to_be_bytes());
+            let locked =
+                sqlx::query(AssertSqlSafe(format!("SELECT 1 FROM {} WHERE id_hash = $1 FOR UPDATE", fx.table)))
+                    .bind(id.to_vec())
+                    .fetch_optional(&mut *app)
+                    .await
+                    .expect("lock a session");
+            assert!(locked.is_some(), "session {n} exists");
+        }
+        let cleaner = fx.cleaner(small_batches(batch_size)).await;
+
+        let report = tokio::time::timeout(Duration::from_secs(30), cleaner.run_once(CleanupMode::Expired, &|_| {}))
+            .await
+            .unwrap_or_else(|_| panic!("batch {batch_size}: the cleanup waited for the application's locks"))
+            .expect("cleanup");
+
+        assert_eq!(report.rows_removed, 4_500 - 2, "batch {batch_size}: every free expired row goes");
+        assert_eq!(fx.count().await, 1_500 + 2, "batch {batch_size}: the live rows and the two locked ones stay");
+        app.commit().await.expect("the application commits");
+        let report = cleaner.run_once(CleanupMode::Expired, &|_| {}).await.expect("second cleanup");
+        assert_eq!(report.rows_removed, 2, "batch {batch_size}: the rows freed meanwhile go next time");
+        assert_eq!(fx.count().await, 1_500, "batch {batch_size}");
+        fx.drop().await;
+    }
+}

@@ -13,9 +13,11 @@
 //!   Smaller batches (and a single page holding more than `n` targets) use
 //!   one statement that finds the `n`-th target from where the last batch
 //!   stopped and deletes the targets up to it, in one snapshot. A row an
-//!   application has locked is waited for (its transaction is one short
-//!   write), and its condition is checked again on the version that
-//!   transaction left: a session refreshed meanwhile stays.
+//!   application has locked is waited for at most 100 ms (a save is one
+//!   short write), and its condition is checked again on the version that
+//!   transaction left: a session refreshed meanwhile stays. A lock held
+//!   longer makes the batch take its range again with `FOR UPDATE SKIP
+//!   LOCKED`, leaving the locked rows to the statement below.
 //! - Then, and on other PostgreSQL tables: `DELETE … WHERE ctid =
 //!   ANY(ARRAY(SELECT ctid … LIMIT n FOR UPDATE SKIP LOCKED))`, which finds
 //!   what the sweep could not (rows moved past the swept pages), skipping
@@ -74,6 +76,17 @@ const MAX_RANGE_PAGES: u64 = 8192;
 /// Share of the batch size a range is sized to hold, leaving room for a
 /// denser stretch before the range has to be rolled back.
 const RANGE_FILL: f64 = 0.8;
+
+/// Opens a sweep batch's transaction: a row an application holds locked is
+/// waited for this long at most (its save is one short statement); a longer
+/// lock makes the batch take that range again without the locked rows, which
+/// the run's last statements pick up once they are free.
+const BEGIN_BOUNDED_WAIT: &str = "BEGIN; SET LOCAL lock_timeout = '100ms'";
+
+/// Whether PostgreSQL gave up waiting for a row lock (`lock_not_available`).
+fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().as_deref() == Some("55P03"))
+}
 
 /// Where the page sweep of a PostgreSQL table is.
 #[derive(Debug, Clone, Copy)]
@@ -270,28 +283,38 @@ impl Plan {
             }
             let to = sweep.from.0.saturating_add(sweep.pages).min(sweep.end_page);
             let covered = to - sweep.from.0;
-            let mut tx = pool.begin().await?;
+            let mut tx = pool.begin_with(BEGIN_BOUNDED_WAIT).await?;
             let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
             for bind in &self.binds {
                 query = query.bind(*bind);
             }
-            let deleted = query
+            let done = query
                 .bind(format!("({},{})", sweep.from.0, sweep.from.1))
                 .bind(format!("({to},0)"))
                 .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if deleted > limit {
-                tx.rollback().await?;
-                if covered == 1 {
-                    // One page holds more than a batch: take it `limit` rows at a time.
-                    return self.sweep_to_nth(pool, limit).await;
+                .await;
+            let deleted = match done {
+                Ok(done) if done.rows_affected() > limit => {
+                    tx.rollback().await?;
+                    if covered == 1 {
+                        // One page holds more than a batch: take it `limit` rows at a time.
+                        return self.sweep_to_nth(pool, limit).await;
+                    }
+                    let deleted = done.rows_affected();
+                    sweep.pages = (((covered as f64) * target / deleted as f64) as u64).clamp(1, covered / 2);
+                    self.store_sweep(Some(sweep));
+                    continue;
                 }
-                sweep.pages = (((covered as f64) * target / deleted as f64) as u64).clamp(1, covered / 2);
-                self.store_sweep(Some(sweep));
-                continue;
-            }
-            tx.commit().await?;
+                Ok(done) => {
+                    tx.commit().await?;
+                    done.rows_affected()
+                }
+                Err(error) if is_lock_timeout(&error) => {
+                    tx.rollback().await?;
+                    self.delete_unlocked(pool, sweep.from, (to, 0), limit).await?.0
+                }
+                Err(error) => return Err(error),
+            };
             // The next range holds about `target` rows at this range's
             // density, growing at most twofold so a dense stretch after a
             // sparse one still gives a short statement.
@@ -357,16 +380,29 @@ impl Plan {
         for bind in &self.binds {
             query = query.bind(*bind);
         }
-        let row = query
+        let mut tx = pool.begin_with(BEGIN_BOUNDED_WAIT).await?;
+        let done = query
             .bind(format!("({},{})", sweep.from.0, sweep.from.1))
             .bind(format!("({},0)", sweep.end_page))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_one(pool)
-            .await?;
-        let deleted = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
-        let nth: Option<String> = row.try_get(1)?;
+            .fetch_one(&mut *tx)
+            .await;
+        let (deleted, next) = match done {
+            Ok(row) => {
+                let deleted = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
+                let nth: Option<String> = row.try_get(1)?;
+                tx.commit().await?;
+                (deleted, nth.as_deref().and_then(parse_tid))
+            }
+            Err(error) if is_lock_timeout(&error) => {
+                tx.rollback().await?;
+                let (deleted, last) = self.delete_unlocked(pool, sweep.from, (sweep.end_page, 0), limit).await?;
+                // Fewer than `limit` deleted: no free target is left on the swept pages.
+                (deleted, last.filter(|_| deleted >= limit))
+            }
+            Err(error) => return Err(error),
+        };
         sweep.deleted += deleted;
-        let next = nth.as_deref().and_then(parse_tid);
         let Some((page, item)) = next else {
             // Fewer than `limit` targets were left on the swept pages.
             return Ok(self.end_sweep(sweep, deleted, limit));
@@ -374,6 +410,43 @@ impl Plan {
         sweep.from = (page, item + 1);
         self.store_sweep(Some(sweep));
         Ok(Some(BatchOutcome { deleted, picked: limit }))
+    }
+
+    /// Deletes at most `limit` targets between the row addresses `from` and
+    /// `to`, skipping rows another transaction holds locked; also returns the
+    /// address of the last row it deleted. The sweep moves on past the
+    /// skipped rows, and the run's last statements come back for them.
+    async fn delete_unlocked(
+        &self,
+        pool: &sqlx::PgPool,
+        from: (u64, u64),
+        to: (u64, u64),
+        limit: u64,
+    ) -> Result<(u64, Option<(u64, u64)>), sqlx::Error> {
+        let n = self.binds.len();
+        let (table, condition) = (&self.table_sql, &self.condition);
+        let sql = format!(
+            "WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT {ALIAS}.ctid FROM {table} AS {ALIAS} \
+             WHERE {ALIAS}.ctid >= ${from_param}::tid AND {ALIAS}.ctid < ${to_param}::tid AND {condition} \
+             LIMIT ${limit_param} FOR UPDATE SKIP LOCKED)) RETURNING ctid) \
+             SELECT COUNT(*), MAX(ctid)::text FROM gone",
+            from_param = n + 1,
+            to_param = n + 2,
+            limit_param = n + 3,
+        );
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        for bind in &self.binds {
+            query = query.bind(*bind);
+        }
+        let row = query
+            .bind(format!("({},{})", from.0, from.1))
+            .bind(format!("({},{})", to.0, to.1))
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .fetch_one(pool)
+            .await?;
+        let deleted = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
+        let last: Option<String> = row.try_get(1)?;
+        Ok((deleted, last.as_deref().and_then(parse_tid)))
     }
 
     /// Deletes at most `limit` target rows, each statement its own transaction.
