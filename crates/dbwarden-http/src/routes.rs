@@ -287,12 +287,25 @@ impl Mount<'_> {
             "DELETE" => MethodFilter::DELETE,
             _ => return None,
         };
+        // Only a handler of a request with a body reads one; the limit costs
+        // every request it wraps an insert into the request's extensions.
+        let limit = (filter != MethodFilter::GET).then(|| DefaultBodyLimit::max(MAX_BODY_BYTES));
         let guard = match self.info.access {
-            Access::Open | Access::OpenWithDetails => return Some(on(filter, handler)),
+            Access::Open | Access::OpenWithDetails => {
+                let route = on(filter, handler);
+                return Some(match limit {
+                    Some(limit) => route.layer(limit),
+                    None => route,
+                });
+            }
             Access::OpenLimited => GuardLayer::rate_limited(self.state.clone()),
             Access::Admin => GuardLayer::admin(self.state.clone()),
         };
-        Some(on_service(filter, guard.layer(handler.with_state(self.state.clone()))))
+        let service = handler.with_state(self.state.clone());
+        Some(match limit {
+            Some(limit) => on_service(filter, guard.layer(limit.layer(service))),
+            None => on_service(filter, guard.layer(service)),
+        })
     }
 }
 
@@ -360,9 +373,5 @@ pub fn router(state: AppState) -> Router {
         };
         routes = routes.route(info.path, h);
     }
-    routes
-        .fallback(not_found)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state)
+    routes.fallback(not_found).method_not_allowed_fallback(method_not_allowed).with_state(state)
 }

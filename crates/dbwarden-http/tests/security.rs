@@ -333,3 +333,32 @@ fn no_route_is_mounted_outside_the_route_table() {
     }
     assert_eq!(mounts.len(), expected.len(), "{mounts:#?}");
 }
+
+/// Every route that takes a body refuses one larger than the limit: the
+/// limit is put on each such route, not on the whole router.
+#[tokio::test]
+async fn every_route_with_a_body_refuses_an_oversized_one() {
+    let (monitor, _) = manual_monitor();
+    let (_, app) = app(&monitor);
+    let doc = openapi(&app).await;
+    let huge = json!({ "token": "x".repeat(100_000) });
+    let mut checked = Vec::new();
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            if op.get("requestBody").is_none() {
+                continue;
+            }
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let reply = send(&app, request(method.clone(), &concrete(path), Some(TOKEN), Some(&huge))).await;
+            if path == "/login" {
+                // The sign-in reads its body itself and calls any failure to read it invalid.
+                assert_error(&reply, StatusCode::UNPROCESSABLE_ENTITY, "invalid_request");
+                assert!(reply.text().contains("length limit"), "{}", reply.text());
+            } else {
+                assert_error(&reply, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large");
+            }
+            checked.push(format!("{method} {path}"));
+        }
+    }
+    assert!(checked.len() >= 6, "{checked:?}");
+}
