@@ -669,6 +669,44 @@ async fn a_waiting_runner_gives_up_when_the_lock_stays_held(backend: Backend) {
     fx.drop().await;
 }
 
+async fn a_waiting_runner_takes_the_lock_once_it_is_released(backend: Backend) {
+    let fx = Fixture::new(Kind::Dbwarden, backend).await;
+    fx.insert_sessions(0, 30, 3).await;
+    let first = fx.cleaner(small_batches(10)).await;
+    let (other_db, _other_dir) = match &fx._dir {
+        Some(dir) => {
+            let url = format!("sqlite://{}/sessions.db", dir.path().display());
+            (SessionDatabase::connect(&url).await.expect("second sqlite pool"), Some(()))
+        }
+        None => (support::server_db(backend).await, None),
+    };
+    let waiting = CleanupConfig { lock: LockPolicy::Wait(Duration::from_secs(20)), ..small_batches(10) };
+    let second = Cleaner::new(other_db, fx.session_table().await, waiting);
+    let (progress, holding, done) = hold_after_first_batch();
+
+    let first_run = tokio::spawn(async move { first.run_once(CleanupMode::Expired, &progress).await });
+    holding.await.expect("the first runner started");
+    let second_run = tokio::spawn(async move { second.run_once(CleanupMode::Expired, &|_| {}).await });
+    let held = Duration::from_millis(400);
+    tokio::time::sleep(held).await;
+    assert!(!second_run.is_finished(), "the second runner waits while the lock is held");
+    done.send(()).expect("release the first runner");
+    let acquired = first_run.await.expect("join").expect("first runner");
+    let waited = second_run.await.expect("join").expect("second runner");
+
+    assert_eq!(acquired.lock, LockOutcome::Acquired);
+    assert_eq!(acquired.rows_removed, 30);
+    match waited.lock {
+        LockOutcome::Waited { ms } => assert!(ms >= held.as_millis() as u64, "waited {ms} ms, held {held:?}"),
+        other => panic!("the second runner should have waited for the lock, got {other:?}"),
+    }
+    assert!(waited.is_clean(), "{waited:?}");
+    assert_eq!(waited.rows_removed, 0, "the first runner left nothing expired");
+    assert!(waited.run_id.is_some(), "a run that got the lock is recorded");
+    assert_eq!(fx.count().await, 3);
+    fx.drop().await;
+}
+
 async fn a_shutdown_ends_the_run_after_the_batch_in_progress(backend: Backend) {
     let fx = Fixture::new(Kind::Dbwarden, backend).await;
     fx.insert_sessions(0, 50, 5).await;
@@ -735,6 +773,7 @@ support::on_every_backend!(
     a_table_without_the_expiry_column_is_refused_by_name,
     one_runner_at_a_time,
     a_waiting_runner_gives_up_when_the_lock_stays_held,
+    a_waiting_runner_takes_the_lock_once_it_is_released,
     a_shutdown_ends_the_run_after_the_batch_in_progress,
     a_failing_batch_is_retried_then_the_run_ends_cleanly,
     the_time_budget_stops_between_batches,
