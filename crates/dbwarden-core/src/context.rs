@@ -104,7 +104,22 @@ impl RequestContext {
     /// once with [`crate::Monitor::route`]. The id is cut to 256 bytes at a
     /// character boundary; a short one (up to 48 bytes) costs no allocation
     /// beyond the context itself.
+    ///
+    /// The context of a finished [`RequestScope`] that nothing else holds
+    /// is kept by its thread and reused here, so that a request served
+    /// through a scope costs no allocation of its own.
     pub fn with_route(request_id: &str, route: RouteHandle) -> Arc<RequestContext> {
+        let spare = SPARE.try_with(|spare| spare.try_borrow_mut().ok().and_then(|mut spare| spare.pop()));
+        if let Some(mut spare) = spare.ok().flatten()
+            && let Some(context) = Arc::get_mut(&mut spare)
+        {
+            context.request_id = IdText::new(request_id);
+            context.route = route;
+            *context.db_nanos.get_mut() = 0;
+            *context.db_queries.get_mut() = 0;
+            context.tallies.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
+            return spare;
+        }
         Arc::new(RequestContext {
             request_id: IdText::new(request_id),
             route,
@@ -226,7 +241,14 @@ struct Current {
 
 thread_local! {
     static CURRENT: RefCell<Current> = const { RefCell::new(Current { request: None, operation: None }) };
+    /// Finished requests' contexts that nothing else held, for
+    /// [`RequestContext::with_route`] to reuse.
+    static SPARE: RefCell<Vec<Arc<RequestContext>>> = const { RefCell::new(Vec::new()) };
 }
+
+/// Spare contexts kept per thread: enough for the requests one thread
+/// finishes between two it starts.
+const MAX_SPARE: usize = 8;
 
 /// The request being served on this task, if the tracking layer set one.
 pub fn current_request() -> Option<Arc<RequestContext>> {
@@ -378,6 +400,24 @@ impl RequestScope {
     }
 }
 
+impl Drop for RequestScope {
+    fn drop(&mut self) {
+        // Only this scope holds the context (a weak reference could only
+        // have been made from a strong one, so none exists either): it can
+        // be reused once its tallies are cleared.
+        if Arc::strong_count(&self.context) == 1 && Arc::weak_count(&self.context) == 0 {
+            let context = self.context.clone();
+            let _ = SPARE.try_with(|spare| {
+                if let Ok(mut spare) = spare.try_borrow_mut()
+                    && spare.len() < MAX_SPARE
+                {
+                    spare.push(context);
+                }
+            });
+        }
+    }
+}
+
 impl fmt::Debug for RequestScope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestScope").field("context", &self.context).finish()
@@ -508,6 +548,30 @@ mod tests {
         assert_eq!(tallies.len(), MAX_TALLIED_FINGERPRINTS);
         assert_eq!(tallies[0].count, 7);
         assert_eq!(tallies[0].fingerprint.text(), "SELECT * FROM items WHERE id = ?");
+    }
+
+    #[test]
+    fn a_finished_scopes_context_is_reused_only_when_nothing_else_holds_it() {
+        let cache = crate::fingerprint::FingerprintCache::new(8);
+        let first = RequestContext::with_route("one", RouteHandle::unbound("GET", "/a"));
+        let place = Arc::as_ptr(&first);
+        {
+            let mut scope = RequestScope::new(first);
+            let _entered = scope.enter();
+            note_statement(&cache.get("SELECT 1"), Duration::from_millis(5), false);
+        }
+        let second = RequestContext::with_route("two", RouteHandle::unbound("POST", "/b"));
+        assert_eq!(Arc::as_ptr(&second), place, "the allocation is reused");
+        assert_eq!((second.request_id(), second.method(), second.route()), ("two", "POST", "/b"));
+        assert_eq!((second.db_queries(), second.db_time()), (0, Duration::ZERO));
+        assert!(second.tallies().is_empty(), "nothing of the first request is left");
+
+        // A context someone still holds is left to them.
+        let kept = second.clone();
+        drop(RequestScope::new(second));
+        let third = RequestContext::with_route("three", RouteHandle::unbound("GET", "/c"));
+        assert!(!Arc::ptr_eq(&third, &kept));
+        assert_eq!((kept.request_id(), third.request_id()), ("two", "three"));
     }
 
     #[test]
