@@ -25,8 +25,8 @@
 //! Every request gets an id: the incoming `x-request-id` header when it is a
 //! well-formed id (at most [`MAX_REQUEST_ID_LEN`] visible ASCII characters
 //! from a safe set), a fresh one otherwise. The id is echoed in the response
-//! header, available to handlers as the [`RequestId`] extension, and named
-//! as the holder of every monitored checkout the request makes.
+//! header, available to handlers through the [`RequestId`] extractor, and
+//! named as the holder of every monitored checkout the request makes.
 //!
 //! A request whose future is dropped before it answers (the client went
 //! away, a timeout layer gave up) is recorded with status
@@ -35,10 +35,13 @@
 //!
 //! The layer sits on the path of every request, so it does the least it can:
 //! each (method, route template) pair is resolved once to a
-//! [`dbwarden_core::RouteHandle`], kept in a fixed lock-free table the
-//! layer's services share, and recorded through without a lock, a hash of
-//! the route or an allocation; a generated id is a slice of a per-thread
-//! block of ids; the handler's future is polled in place, not boxed.
+//! [`dbwarden_core::RouteHandle`], kept by the route's own service and in a
+//! fixed lock-free table the layer's services share, and recorded through
+//! without a lock, a hash of the route or an allocation; a generated id is a
+//! slice of a per-thread block of ids; the request id reaches handlers from
+//! the request scope that carries it to the database layer, not as a request
+//! extension (a fourth extension makes axum's extension map reallocate); the
+//! handler's future is polled in place, not boxed.
 
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
@@ -46,16 +49,19 @@ use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use axum::body::Bytes;
-use axum::extract::MatchedPath;
-use dbwarden_core::context::{RequestContext, RequestScope};
+use axum::extract::{FromRequestParts, MatchedPath, OptionalFromRequestParts};
+use axum::response::IntoResponse;
+use dbwarden_core::context::{RequestContext, RequestScope, current_request};
 use dbwarden_core::{Monitor, RouteHandle};
-use http::{HeaderName, HeaderValue, Method, Request, Response};
+use http::request::Parts;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use pin_project_lite::pin_project;
 use tower::{Layer, Service};
 
@@ -74,14 +80,26 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 /// The header a request id is read from and echoed in, by default.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 
-/// A request's id, inserted into the request's extensions by the layer so a
-/// handler can log it or pass it on (`Extension<RequestId>`). It also gives
-/// the request's [`RequestContext`]: the database time and statement count
-/// so far.
+/// A request's id, for a handler to log or pass on: an extractor
+/// (`async fn handler(id: RequestId)`, or `Option<RequestId>` where the
+/// layer may be absent). It also gives the request's [`RequestContext`]:
+/// the database time and statement count so far.
+///
+/// It is read from the request scope the layer makes current while the
+/// route's service runs (the scope that names the request to the database
+/// layer), so it is found by extractors run inside the layer, not by
+/// `Extension<RequestId>`: the layer inserts no request extension.
 #[derive(Clone)]
 pub struct RequestId(Arc<RequestContext>);
 
 impl RequestId {
+    /// The id of the request being served on this task, if a tracked
+    /// request (or [`dbwarden_core::context::with_request`]) made one
+    /// current.
+    pub fn current() -> Option<RequestId> {
+        current_request().map(RequestId)
+    }
+
     /// The id as text.
     pub fn as_str(&self) -> &str {
         self.0.request_id()
@@ -114,6 +132,35 @@ impl PartialEq for RequestId {
 
 impl Eq for RequestId {}
 
+impl<S: Sync> FromRequestParts<S> for RequestId {
+    type Rejection = MissingRequestId;
+
+    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        RequestId::current().ok_or(MissingRequestId)
+    }
+}
+
+impl<S: Sync> OptionalFromRequestParts<S> for RequestId {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(_parts: &mut Parts, _state: &S) -> Result<Option<Self>, Self::Rejection> {
+        Ok(RequestId::current())
+    }
+}
+
+/// The rejection of the [`RequestId`] extractor on a route that the
+/// request-tracking layer does not wrap: a server error, since it is the
+/// application's wiring that is wrong, not the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no request id: the route is not wrapped by RequestTrackingLayer")]
+pub struct MissingRequestId;
+
+impl IntoResponse for MissingRequestId {
+    fn into_response(self) -> axum::response::Response {
+        (StatusCode::INTERNAL_SERVER_ERROR, self.to_string()).into_response()
+    }
+}
+
 /// Whether `id` is acceptable as a request id: 1 to [`MAX_REQUEST_ID_LEN`]
 /// characters, each an ASCII letter, digit or one of `- _ . : / + = @`.
 /// Anything else (spaces, quotes, control characters, non-ASCII) could
@@ -129,8 +176,9 @@ pub fn is_valid_request_id(id: &str) -> bool {
 /// The length of a generated request id.
 const GENERATED_ID_LEN: usize = 36;
 
-/// Generated ids are formatted this many at a time into one shared buffer,
-/// so that the header echoing one is a slice of it, not an allocation.
+/// Generated ids are formatted this many at a time, so that the text a
+/// request's context copies and the header echoing it are slices of one
+/// block, not allocations or validations of their own.
 const IDS_PER_BLOCK: usize = 64;
 
 /// A fresh request id shaped like a version-4 UUID
@@ -140,32 +188,61 @@ const IDS_PER_BLOCK: usize = 64;
 /// mix) and different from one process to the next (the mix is keyed with
 /// random seeds); not meant as a secret.
 pub fn generate_request_id() -> String {
-    String::from_utf8_lossy(&next_generated_id()).into_owned()
+    next_generated_id().as_str().to_owned()
 }
 
-/// A fresh id (see [`generate_request_id`]): a slice of this thread's
-/// current block of ids, a new block formatted every [`IDS_PER_BLOCK`] ids.
-fn next_generated_id() -> Bytes {
+/// A block of generated ids: the same text twice, as `str` (checked to be
+/// UTF-8 once for the block) and as shared bytes (for header values).
+struct IdBlock {
+    text: Rc<str>,
+    bytes: Bytes,
+}
+
+/// One generated id: its place in a block.
+struct GeneratedId {
+    block: Rc<str>,
+    at: usize,
+    bytes: Bytes,
+}
+
+impl GeneratedId {
+    fn as_str(&self) -> &str {
+        self.block.get(self.at..self.at + GENERATED_ID_LEN).unwrap_or_default()
+    }
+}
+
+/// A fresh id (see [`generate_request_id`]) from this thread's current
+/// block, a new block formatted every [`IDS_PER_BLOCK`] ids.
+fn next_generated_id() -> GeneratedId {
     thread_local! {
         /// The current block and how many of its ids are handed out.
-        static BLOCK: RefCell<(Bytes, usize)> = const { RefCell::new((Bytes::new(), IDS_PER_BLOCK)) };
+        static BLOCK: RefCell<(Option<IdBlock>, usize)> = const { RefCell::new((None, IDS_PER_BLOCK)) };
     }
     let from_block = BLOCK.try_with(|cell| {
-        let mut block = cell.try_borrow_mut().ok()?;
-        if block.1 >= IDS_PER_BLOCK {
-            *block = (id_block(IDS_PER_BLOCK), 0);
+        let mut current = cell.try_borrow_mut().ok()?;
+        let (block, used) = &mut *current;
+        if *used >= IDS_PER_BLOCK || block.is_none() {
+            *block = Some(id_block(IDS_PER_BLOCK));
+            *used = 0;
         }
-        let at = block.1 * GENERATED_ID_LEN;
-        block.1 += 1;
-        (at + GENERATED_ID_LEN <= block.0.len()).then(|| block.0.slice(at..at + GENERATED_ID_LEN))
+        let block = block.as_ref()?;
+        let at = *used * GENERATED_ID_LEN;
+        *used += 1;
+        (at + GENERATED_ID_LEN <= block.bytes.len()).then(|| GeneratedId {
+            block: block.text.clone(),
+            at,
+            bytes: block.bytes.slice(at..at + GENERATED_ID_LEN),
+        })
     });
-    // Without the thread-local (a thread being torn down), one id alone.
-    from_block.ok().flatten().unwrap_or_else(|| id_block(1))
+    from_block.ok().flatten().unwrap_or_else(|| {
+        // Without the thread-local (a thread being torn down), one id alone.
+        let IdBlock { text, bytes } = id_block(1);
+        GeneratedId { block: text, at: 0, bytes }
+    })
 }
 
-/// `count` fresh ids, one after the other, formatted without hashing of
-/// strings or formatting machinery.
-fn id_block(count: usize) -> Bytes {
+/// `count` fresh ids, one after the other.
+fn id_block(count: usize) -> IdBlock {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     static SEEDS: OnceLock<(u64, u64)> = OnceLock::new();
     let (a, b) = *SEEDS.get_or_init(|| {
@@ -177,34 +254,32 @@ fn id_block(count: usize) -> Bytes {
         (first, h.finish())
     });
     let first = NEXT.fetch_add(count as u64, Ordering::Relaxed);
-    let mut out = vec![b'-'; count * GENERATED_ID_LEN];
-    for (n, id) in (first..).zip(out.chunks_exact_mut(GENERATED_ID_LEN)) {
+    let mut out = Vec::with_capacity(count * GENERATED_ID_LEN);
+    for n in (first..).take(count) {
         let hi = (splitmix64(a.wrapping_add(n)) & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
         let lo = (splitmix64(b ^ n.rotate_left(29)) & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-        let (hi, lo) = (hex16(hi), hex16(lo));
-        // 8-4-4-4-12 digits.
-        let groups: [(&[u8], usize); 5] =
-            [(&hi[..8], 0), (&hi[8..12], 9), (&hi[12..], 14), (&lo[..4], 19), (&lo[4..], 24)];
-        for (digits, at) in groups {
-            if let Some(place) = id.get_mut(at..at + digits.len()) {
-                place.copy_from_slice(digits);
-            }
-        }
+        out.extend_from_slice(&uuid_text(hi, lo));
     }
-    Bytes::from(out)
+    // Hex digits and dashes: always UTF-8, so never replaced.
+    let text = String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    IdBlock { text: Rc::from(text.as_str()), bytes: Bytes::from(text.into_bytes()) }
 }
 
-/// `v` as 16 lowercase hex digits, eight at a time: each nibble spread into
-/// a byte of its own, then every byte turned into its digit at once.
-fn hex16(v: u64) -> [u8; 16] {
-    let mut out = [0; 16];
-    let (high, low) = out.split_at_mut(8);
-    high.copy_from_slice(&hex8((v >> 32) as u32).to_be_bytes());
-    low.copy_from_slice(&hex8(v as u32).to_be_bytes());
-    out
+/// `hi` then `lo` as 32 lowercase hex digits in the 8-4-4-4-12 layout.
+fn uuid_text(hi: u64, lo: u64) -> [u8; GENERATED_ID_LEN] {
+    let [a0, a1, a2, a3, a4, a5, a6, a7] = hex8((hi >> 32) as u32).to_be_bytes();
+    let [b0, b1, b2, b3, b4, b5, b6, b7] = hex8(hi as u32).to_be_bytes();
+    let [c0, c1, c2, c3, c4, c5, c6, c7] = hex8((lo >> 32) as u32).to_be_bytes();
+    let [d0, d1, d2, d3, d4, d5, d6, d7] = hex8(lo as u32).to_be_bytes();
+    [
+        a0, a1, a2, a3, a4, a5, a6, a7, b'-', b0, b1, b2, b3, b'-', b4, b5, b6, b7, b'-', c0, c1, c2, c3, b'-', c4, c5,
+        c6, c7, d0, d1, d2, d3, d4, d5, d6, d7,
+    ]
 }
 
-/// The eight hex digits of `v`, most significant in the highest byte.
+/// The eight hex digits of `v`, most significant in the highest byte: each
+/// nibble spread into a byte of its own, then every byte turned into its
+/// digit at once.
 fn hex8(v: u32) -> u64 {
     const ONES: u64 = 0x0101_0101_0101_0101;
     let x = u64::from(v);
@@ -277,7 +352,60 @@ impl<S> Layer<S> for RequestTrackingLayer {
     type Service = RequestTracking<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestTracking { inner, shared: self.shared.clone() }
+        RequestTracking {
+            inner,
+            service: Arc::new(ServiceShared { shared: self.shared.clone(), first: OnceLock::new() }),
+        }
+    }
+}
+
+/// What the clones of one service share: axum makes a service per route
+/// and method, so the first (method, route template) pair it sees is nearly
+/// always the only one, and is kept here to be found without a hash.
+struct ServiceShared {
+    shared: Arc<Shared>,
+    first: OnceLock<FirstRoute>,
+}
+
+/// The first pair a service saw. The matched path is kept (a reference
+/// count on axum's own string) so that while it lives its address names it:
+/// a request to the same route carries the very same string.
+struct FirstRoute {
+    method: Method,
+    matched: Option<MatchedPath>,
+    handle: RouteHandle,
+}
+
+impl FirstRoute {
+    fn is(&self, method: &Method, matched: Option<&MatchedPath>) -> bool {
+        let same_path = match (&self.matched, matched) {
+            (Some(mine), Some(theirs)) => {
+                let (mine, theirs) = (mine.as_str(), theirs.as_str());
+                std::ptr::eq(mine, theirs) || mine == theirs
+            }
+            (None, None) => true,
+            _ => false,
+        };
+        same_path && self.method == *method
+    }
+}
+
+impl ServiceShared {
+    /// The handle of the request's route: the service's first pair, else
+    /// from the layer's table.
+    fn handle(&self, method: &Method, matched: Option<&MatchedPath>) -> RouteHandle {
+        if let Some(first) = self.first.get()
+            && first.is(method, matched)
+        {
+            return first.handle.clone();
+        }
+        let shared = &*self.shared;
+        let path = matched.map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
+        let handle = shared.routes.handle(&shared.monitor, method, path);
+        // Set once; a racing request of another pair just loses.
+        let _ =
+            self.first.set(FirstRoute { method: method.clone(), matched: matched.cloned(), handle: handle.clone() });
+        handle
     }
 }
 
@@ -376,14 +504,14 @@ fn slot_hash(method: &str, path: &str) -> usize {
 #[derive(Clone)]
 pub struct RequestTracking<S> {
     inner: S,
-    shared: Arc<Shared>,
+    service: Arc<ServiceShared>,
 }
 
 impl<S> fmt::Debug for RequestTracking<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RequestTracking")
-            .field("monitor", &self.shared.monitor.name())
-            .field("header", &self.shared.header)
+            .field("monitor", &self.service.shared.monitor.name())
+            .field("header", &self.service.shared.header)
             .finish_non_exhaustive()
     }
 }
@@ -400,11 +528,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let started = Instant::now();
-        let shared = &self.shared;
-        let path = request.extensions().get::<MatchedPath>().map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
-        let route = shared.routes.handle(&shared.monitor, request.method(), path);
+        let shared = &self.service.shared;
+        let route = self.service.handle(request.method(), request.extensions().get::<MatchedPath>());
         let incoming = request
             .headers()
             .get(&shared.header)
@@ -414,12 +541,10 @@ where
             Some((id, value)) => (RequestContext::with_route(id, route), Some(value.clone())),
             None => {
                 let id = next_generated_id();
-                // Hex digits and dashes: valid text and a valid header value.
-                let context = RequestContext::with_route(std::str::from_utf8(&id).unwrap_or_default(), route);
-                (context, HeaderValue::from_maybe_shared(id).ok())
+                // Hex digits and dashes: a valid header value.
+                (RequestContext::with_route(id.as_str(), route), HeaderValue::from_maybe_shared(id.bytes).ok())
             }
         };
-        request.extensions_mut().insert(RequestId(context.clone()));
 
         shared.monitor.request_started();
         let guard = InFlight { shared: shared.clone(), scope: RequestScope::new(context), started, finished: false };
@@ -493,25 +618,23 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let output = {
+        let mut output = {
             let _entered = this.guard.scope.enter();
             ready!(this.future.poll(cx))
         };
-        match output {
-            Ok(mut response) => {
+        // The response is changed where it lies, not moved out and back.
+        match &mut output {
+            Ok(response) => {
                 this.guard.finish(response.status().as_u16());
                 if let Some(value) = this.header_value.take() {
                     response.headers_mut().insert(&this.guard.shared.header, value);
                 }
-                Poll::Ready(Ok(response))
             }
-            Err(error) => {
-                // The service failed without a response; whatever the
-                // server makes of it, the client sees no success.
-                this.guard.finish(500);
-                Poll::Ready(Err(error))
-            }
+            // The service failed without a response; whatever the server
+            // makes of it, the client sees no success.
+            Err(_) => this.guard.finish(500),
         }
+        Poll::Ready(output)
     }
 }
 
@@ -533,8 +656,18 @@ mod tests {
 
     #[test]
     fn hex_digits_are_those_of_the_formatter() {
-        for v in [0, 1, 0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210, u64::MAX, 0xa0b1_c2d3_e4f5_0617] {
-            assert_eq!(std::str::from_utf8(&hex16(v)).unwrap_or_default(), format!("{v:016x}"));
+        let values = [0, 1, 0x0123_4567_89ab_cdef, 0xfedc_ba98_7654_3210, u64::MAX, 0xa0b1_c2d3_e4f5_0617];
+        for (hi, lo) in values.iter().flat_map(|hi| values.iter().map(move |lo| (*hi, *lo))) {
+            let digits = format!("{hi:016x}{lo:016x}");
+            let expected = format!(
+                "{}-{}-{}-{}-{}",
+                &digits[..8],
+                &digits[8..12],
+                &digits[12..16],
+                &digits[16..20],
+                &digits[20..]
+            );
+            assert_eq!(std::str::from_utf8(&uuid_text(hi, lo)).unwrap_or_default(), expected);
         }
     }
 
@@ -550,6 +683,34 @@ mod tests {
         }
         let distinct: std::collections::HashSet<&String> = ids.iter().collect();
         assert_eq!(distinct.len(), ids.len());
+    }
+
+    #[tokio::test]
+    async fn a_service_serving_several_pairs_records_each_under_its_own() {
+        use tower::ServiceExt;
+
+        let monitor = Monitor::new();
+        // One service answers every method of the route, and the fallback
+        // every unmatched path: neither may stick to the first pair it saw.
+        let router = axum::Router::new()
+            .route("/any/{id}", axum::routing::any(|| async { "ok" }))
+            .fallback(|| async { (StatusCode::NOT_FOUND, "none") })
+            .layer(RequestTrackingLayer::new(monitor.clone()));
+        for (method, uri) in
+            [(Method::GET, "/any/1"), (Method::POST, "/any/2"), (Method::GET, "/any/3"), (Method::PUT, "/nowhere")]
+        {
+            let request = Request::builder().method(method).uri(uri).body(axum::body::Body::empty());
+            let response = router.clone().oneshot(request.expect("a valid request")).await;
+            assert!(response.is_ok());
+        }
+        let mut seen: Vec<(String, String, u64)> = monitor
+            .routes()
+            .into_iter()
+            .map(|r| (r.method.unwrap_or_default(), r.route.unwrap_or_default(), r.requests))
+            .collect();
+        seen.sort();
+        let expected = [("GET", "/any/{id}", 2), ("POST", "/any/{id}", 1), ("PUT", UNMATCHED_ROUTE, 1)];
+        assert_eq!(seen, expected.map(|(m, r, n)| (m.to_owned(), r.to_owned(), n)));
     }
 
     #[test]

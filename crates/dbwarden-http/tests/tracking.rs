@@ -125,17 +125,29 @@ async fn request_ids_reach_the_database_layer_and_the_checkout_holders() {
 #[tokio::test]
 async fn the_request_id_is_available_to_handlers() {
     let router = Router::new()
-        .route(
-            "/whoami",
-            axum::routing::get(|axum::Extension(id): axum::Extension<RequestId>| async move { id.to_string() }),
-        )
+        .route("/whoami", axum::routing::get(|id: RequestId| async move { id.to_string() }))
+        .route("/maybe", axum::routing::get(|id: Option<RequestId>| async move { format!("{}", id.is_some()) }))
         .layer(RequestTrackingLayer::new(Monitor::new()));
     let response = router
+        .clone()
         .oneshot(Request::get("/whoami").header("x-request-id", "abc-123").body(Body::empty()).unwrap())
         .await
         .unwrap();
     let bytes = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
     assert_eq!(&bytes[..], b"abc-123");
+    let response = router.clone().oneshot(Request::get("/maybe").body(Body::empty()).unwrap()).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+    assert_eq!(&bytes[..], b"true");
+
+    // Without the layer there is no id: a server error, or `None`.
+    let untracked = Router::new()
+        .route("/whoami", axum::routing::get(|id: RequestId| async move { id.to_string() }))
+        .route("/maybe", axum::routing::get(|id: Option<RequestId>| async move { format!("{}", id.is_some()) }));
+    let response = untracked.clone().oneshot(Request::get("/whoami").body(Body::empty()).unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    let response = untracked.oneshot(Request::get("/maybe").body(Body::empty()).unwrap()).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+    assert_eq!(&bytes[..], b"false");
 
     // A custom header name is read and echoed instead.
     let monitor = Monitor::new();
