@@ -226,6 +226,19 @@ impl Fixture {
         Cleaner::new(self.db.clone(), self.session_table().await, config)
     }
 
+    /// A cleaner on a second pool of the same database: another process, as
+    /// far as the locks can tell.
+    async fn cleaner_elsewhere(&self, config: CleanupConfig) -> Cleaner {
+        let other_db = match &self._dir {
+            Some(dir) => {
+                let url = format!("sqlite://{}/sessions.db", dir.path().display());
+                SessionDatabase::connect(&url).await.expect("second sqlite pool")
+            }
+            None => support::server_db(self.backend).await,
+        };
+        Cleaner::new(other_db, self.session_table().await, config)
+    }
+
     fn values(&self, row: &Row) -> (Vec<&'static str>, Vec<Val>) {
         let time = |ms: i64, tz: bool| Val::Time { ms, tz };
         match self.kind {
@@ -606,16 +619,8 @@ async fn a_table_without_the_expiry_column_is_refused_by_name(backend: Backend) 
 async fn one_runner_at_a_time(backend: Backend) {
     let fx = Fixture::new(Kind::Dbwarden, backend).await;
     fx.insert_sessions(0, 300, 10).await;
-    // A second pool: another process, as far as the locks can tell.
-    let (other_db, _other_dir) = match (&fx.db, &fx._dir) {
-        (SessionDatabase::Sqlite(_), Some(dir)) => {
-            let url = format!("sqlite://{}/sessions.db", dir.path().display());
-            (SessionDatabase::connect(&url).await.expect("second sqlite pool"), None::<()>)
-        }
-        _ => (support::server_db(backend).await, None),
-    };
     let first = fx.cleaner(small_batches(100)).await;
-    let second = Cleaner::new(other_db, fx.session_table().await, small_batches(100));
+    let second = fx.cleaner_elsewhere(small_batches(100)).await;
 
     // The first runner holds the lock from its first batch until the second
     // has tried and returned.
@@ -646,15 +651,8 @@ async fn a_waiting_runner_gives_up_when_the_lock_stays_held(backend: Backend) {
     let fx = Fixture::new(Kind::Dbwarden, backend).await;
     fx.insert_sessions(0, 30, 0).await;
     let first = fx.cleaner(small_batches(10)).await;
-    let (other_db, _other_dir) = match &fx._dir {
-        Some(dir) => {
-            let url = format!("sqlite://{}/sessions.db", dir.path().display());
-            (SessionDatabase::connect(&url).await.expect("second sqlite pool"), Some(()))
-        }
-        None => (support::server_db(backend).await, None),
-    };
     let waiting = CleanupConfig { lock: LockPolicy::Wait(Duration::from_millis(1500)), ..small_batches(10) };
-    let second = Cleaner::new(other_db, fx.session_table().await, waiting);
+    let second = fx.cleaner_elsewhere(waiting).await;
     let (progress, holding, done) = hold_after_first_batch();
 
     let first_run = tokio::spawn(async move { first.run_once(CleanupMode::Expired, &progress).await });
@@ -673,15 +671,8 @@ async fn a_waiting_runner_takes_the_lock_once_it_is_released(backend: Backend) {
     let fx = Fixture::new(Kind::Dbwarden, backend).await;
     fx.insert_sessions(0, 30, 3).await;
     let first = fx.cleaner(small_batches(10)).await;
-    let (other_db, _other_dir) = match &fx._dir {
-        Some(dir) => {
-            let url = format!("sqlite://{}/sessions.db", dir.path().display());
-            (SessionDatabase::connect(&url).await.expect("second sqlite pool"), Some(()))
-        }
-        None => (support::server_db(backend).await, None),
-    };
     let waiting = CleanupConfig { lock: LockPolicy::Wait(Duration::from_secs(20)), ..small_batches(10) };
-    let second = Cleaner::new(other_db, fx.session_table().await, waiting);
+    let second = fx.cleaner_elsewhere(waiting).await;
     let (progress, holding, done) = hold_after_first_batch();
 
     let first_run = tokio::spawn(async move { first.run_once(CleanupMode::Expired, &progress).await });
