@@ -5,7 +5,8 @@
 //! server keeps their SHA-256 with an expiry, in a bounded map.
 
 use std::collections::HashMap;
-use std::future::Ready;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use axum::Json;
 use axum::extract::{Form, FromRequest, OriginalUri, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use futures_util::future::Either;
+use pin_project_lite::pin_project;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use tower::{Layer, Service};
@@ -88,8 +89,12 @@ impl LoginSessions {
 
 fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    // Bytes, not a char search: this runs on every admin request. `to_str`
+    // admits visible ASCII, spaces and tabs only, so ASCII trimming is all
+    // the trimming there is (and takes the separating space off the token).
+    let space = value.bytes().position(|b| b == b' ')?;
+    let (scheme, token) = value.split_at(space);
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_ascii())
 }
 
 fn session_cookie(headers: &HeaderMap) -> Option<&str> {
@@ -223,13 +228,42 @@ pub(crate) struct Guard<S> {
     admin: bool,
 }
 
+pin_project! {
+    /// The inner service's future, or the guard's refusal. The refusal is
+    /// boxed so that the common case's future, moved into a box by the
+    /// router, stays as small as the inner one.
+    #[project = GuardFutureProj]
+    pub(crate) enum GuardFuture<F> {
+        Passed { #[pin] future: F },
+        Refused { response: Option<Box<Response>> },
+    }
+}
+
+impl<F, E> Future for GuardFuture<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            GuardFutureProj::Passed { future } => future.poll(cx),
+            GuardFutureProj::Refused { response } => {
+                // Polled again after it finished, a future may answer anything;
+                // an empty response beats a panic.
+                Poll::Ready(Ok(response.take().map(|r| *r).unwrap_or_default()))
+            }
+        }
+    }
+}
+
 impl<S> Service<Request> for Guard<S>
 where
     S: Service<Request, Response = Response>,
 {
     type Response = Response;
     type Error = S::Error;
-    type Future = Either<S::Future, Ready<Result<Response, S::Error>>>;
+    type Future = GuardFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -237,13 +271,13 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         let refusal = match crate::ratelimit::check(&self.state, &request) {
-            Err(refused) => Some(*refused),
-            Ok(()) if self.admin => admin_refusal(&self.state, &request),
+            Err(refused) => Some(refused),
+            Ok(()) if self.admin => admin_refusal(&self.state, &request).map(Box::new),
             Ok(()) => None,
         };
         match refusal {
-            None => Either::Left(self.inner.call(request)),
-            Some(response) => Either::Right(std::future::ready(Ok(response))),
+            None => GuardFuture::Passed { future: self.inner.call(request) },
+            Some(response) => GuardFuture::Refused { response: Some(response) },
         }
     }
 }
@@ -383,5 +417,17 @@ mod tests {
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("bearer  tok"));
         assert_eq!(session_cookie(&headers), Some("xyz"));
         assert_eq!(bearer(&headers), Some("tok"));
+        for (value, token) in [
+            ("Bearer tok \t", Some("tok")),
+            ("BEARER\t tok", None),
+            ("Basic dG9rOnRvaw==", None),
+            ("Bearer", None),
+            ("Bearer ", Some("")),
+        ] {
+            headers.insert(header::AUTHORIZATION, HeaderValue::from_static(value));
+            assert_eq!(bearer(&headers), token, "{value:?}");
+        }
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_bytes(b"Bearer t\xc3\xa9").expect("value"));
+        assert_eq!(bearer(&headers), None, "not visible ASCII");
     }
 }
