@@ -22,6 +22,23 @@ struct Bucket {
     updated: Instant,
 }
 
+impl Bucket {
+    /// Refills the bucket for the time since it was last used, then takes a
+    /// token; `Err(seconds)` to wait when there is none.
+    fn take(&mut self, now: Instant, burst: f64, per_second: f64) -> Result<(), u64> {
+        let refill = now.saturating_duration_since(self.updated).as_secs_f64() * per_second;
+        self.tokens = (self.tokens + refill).min(burst);
+        self.updated = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            Ok(())
+        } else {
+            let wait = (1.0 - self.tokens) / per_second;
+            Err((wait.ceil() as u64).max(1))
+        }
+    }
+}
+
 /// Buckets per client, at most `max_clients` of them.
 #[derive(Debug)]
 pub(crate) struct RateLimiter {
@@ -39,7 +56,11 @@ impl RateLimiter {
         let RateLimitConfig { burst, per_second, max_clients } = self.config;
         let burst = f64::from(burst);
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if !buckets.contains_key(&client) && buckets.len() >= max_clients {
+        // A known client, the common case, costs one hash of its address.
+        if let Some(bucket) = buckets.get_mut(&client) {
+            return bucket.take(now, burst, per_second);
+        }
+        if buckets.len() >= max_clients {
             // Forget clients whose bucket has refilled: they lose nothing.
             buckets.retain(|_, b| b.tokens + now.duration_since(b.updated).as_secs_f64() * per_second < burst);
             if buckets.len() >= max_clients
@@ -48,17 +69,7 @@ impl RateLimiter {
                 buckets.remove(&stalest);
             }
         }
-        let bucket = buckets.entry(client).or_insert(Bucket { tokens: burst, updated: now });
-        let refill = now.saturating_duration_since(bucket.updated).as_secs_f64() * per_second;
-        bucket.tokens = (bucket.tokens + refill).min(burst);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            let wait = (1.0 - bucket.tokens) / per_second;
-            Err((wait.ceil() as u64).max(1))
-        }
+        buckets.entry(client).or_insert(Bucket { tokens: burst, updated: now }).take(now, burst, per_second)
     }
 
     #[cfg(test)]
