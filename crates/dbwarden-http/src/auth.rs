@@ -189,7 +189,7 @@ fn admin_refusal(state: &AppState, request: &Request) -> Option<Response> {
     Some(ApiError::Unauthorized(detail.into()).into_response())
 }
 
-/// The layer in front of a group of routes: the rate limit (429) for
+/// The guard in front of a route's handler: the rate limit (429) for
 /// `/login` and `/logout`, the rate limit then the admin credentials for
 /// admin routes. Written by hand rather than with `middleware::from_fn`,
 /// which boxes a future and builds a `Next` for every request: this runs

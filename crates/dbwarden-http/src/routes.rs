@@ -274,7 +274,7 @@ impl Mount<'_> {
     /// The method router of `handler`. A guarded handler is wrapped as a
     /// service, not given a route layer: a route layer puts the guard
     /// between two boxed routes, and the inner one's clone and boxed future
-    /// cost more per request than the guard itself.
+    /// cost about as much per request as the guard itself.
     fn to<H, T>(self, handler: H) -> Option<MethodRouter<AppState>>
     where
         H: Handler<T, AppState>,
