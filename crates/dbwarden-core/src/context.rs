@@ -362,6 +362,9 @@ pub fn with_operation<F: Future>(context: Arc<OperationContext>, future: F) -> W
 /// polls itself: what [`with_request`] does, for a wrapper that keeps the
 /// future inline (pinned in place) rather than boxed.
 ///
+/// A scope dropped while nothing else holds its context leaves the context
+/// to its thread, for the next [`RequestContext::with_route`] to reuse.
+///
 /// ```
 /// use std::sync::Arc;
 /// use dbwarden_core::context::{RequestScope, current_request};
