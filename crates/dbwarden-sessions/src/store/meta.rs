@@ -7,6 +7,8 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
+use super::json::Member;
+
 /// Data key the stores reserve for their own bookkeeping (see the module
 /// docs of [`crate::store`]). It is added on load, removed before anything
 /// is written, and must not be used by applications.
@@ -27,47 +29,152 @@ pub(crate) struct LoadState<'a> {
     pub(crate) u: Option<&'a str>,
 }
 
-/// Puts the meta entry for `state` into `data`: the state and a 64-bit
-/// fingerprint of every key's value.
+/// The session id a record was loaded (or created) under and its SHA-256,
+/// kept so a save of the same id does not hash it again: SHA-256 costs a
+/// few thousand instructions on CPUs without SHA extensions.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct IdHash {
+    /// The session id.
+    pub(crate) id: i128,
+    /// `hash_session_id` of it.
+    pub(crate) hash: [u8; 32],
+}
+
+thread_local! {
+    /// The buffer values are written into to be fingerprinted, reused so a
+    /// load or save does not allocate one.
+    pub(crate) static FINGERPRINT_SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
+}
+
+/// Numbers in `"h"` before the per-key ones: expiry, absolute expiry, user
+/// id length or null, the id (two words) and its hash (four words).
+const HEADER: usize = 9;
+/// Numbers per loaded key in `"h"`: name length, fingerprint, and where the
+/// key's `"name":value` text is in the stored document (start in the high 32
+/// bits, length in the low ones; 0 when there is no stored text to reuse).
+/// Few numbers keep the array small enough for the allocator's fast path.
+const PER_KEY: usize = 3;
+
+/// Puts the meta entry for `state` into `data`, with a fingerprint of every
+/// key's value and no stored text to reuse (after a create, or for Redis,
+/// which stores each key on its own).
 ///
 /// Shape (an object, so `["v"]` and `["w"]` read naturally in tests):
-/// `{"v": version, "w": last write, "h": [expiry, absolute expiry, user id
-/// length or null, then per key: key length, fingerprint], "k": user id and
-/// keys concatenated}`. One string for all key names and plain numbers for
-/// the rest keep a load to a handful of allocations, however many keys the
-/// session has.
-pub(crate) fn attach(data: &mut HashMap<String, Value>, state: LoadState<'_>) {
+/// `{"v": version, "w": last write, "h": [header numbers, then per key:
+/// name length, fingerprint, text position], "k": user id, key
+/// names and the stored document concatenated}`. One string for all text and
+/// plain numbers for the rest keep a load to a handful of allocations,
+/// however many keys the session has.
+pub(crate) fn attach(data: &mut HashMap<String, Value>, state: LoadState<'_>, id: IdHash) {
     let user = state.u.unwrap_or("");
-    let mut names = String::with_capacity(user.len() + data.keys().map(String::len).sum::<usize>());
-    names.push_str(user);
-    let mut numbers = Vec::with_capacity(3 + 2 * data.len());
-    numbers.push(Value::from(state.e));
-    numbers.push(Value::from(state.a));
-    numbers.push(state.u.map_or(Value::Null, |u| Value::from(u.len())));
-    let mut scratch = Vec::with_capacity(256);
-    // A stored reserved key is skipped here and replaced below.
-    for (key, value) in data.iter().filter(|(k, _)| k.as_str() != RESERVED_KEY) {
-        names.push_str(key);
-        numbers.push(Value::from(key.len()));
-        numbers.push(Value::from(fingerprint(value, &mut scratch)));
+    let mut text = String::with_capacity(user.len() + data.keys().map(String::len).sum::<usize>());
+    let mut numbers = header(state, id, user, &mut text, data.len());
+    FINGERPRINT_SCRATCH.with_borrow_mut(|scratch| {
+        // A stored reserved key is skipped here and replaced below.
+        for (key, value) in data.iter().filter(|(k, _)| k.as_str() != RESERVED_KEY) {
+            text.push_str(key);
+            numbers.extend([Value::from(key.len()), Value::from(fingerprint(value, scratch)), 0.into()]);
+        }
+    });
+    data.insert(RESERVED_KEY.to_owned(), entry(state, numbers, text));
+}
+
+/// Builds a loaded record's data from the members of its stored document
+/// `doc` (see [`super::json::parse_object`]), with the meta entry, which also
+/// keeps `doc` and where each member sits in it: a save copies the members
+/// it did not change instead of encoding them again.
+pub(crate) fn attach_loaded(
+    doc: &str,
+    members: Vec<Member>,
+    state: LoadState<'_>,
+    id: IdHash,
+) -> HashMap<String, Value> {
+    let user = state.u.unwrap_or("");
+    let names: usize = members.iter().map(|m| m.name.len()).sum();
+    let mut text = String::with_capacity(user.len() + names + doc.len());
+    let mut numbers = header(state, id, user, &mut text, members.len());
+    // Room for the meta entry and a few keys the request adds: a full
+    // table grows even to replace a key.
+    let mut data = HashMap::with_capacity((members.len() + 4).max(14));
+    let mut repeated = false;
+    for member in members {
+        if member.name == RESERVED_KEY {
+            continue;
+        }
+        text.push_str(&member.name);
+        numbers.extend([
+            Value::from(member.name.len()),
+            Value::from(member.fingerprint),
+            Value::from(text_position(&member.span)),
+        ]);
+        repeated |= data.insert(member.name, member.value).is_some();
     }
+    if repeated {
+        // A name given twice keeps its last value; the entry listing both is
+        // rebuilt from the map, without stored text.
+        attach(&mut data, state, id);
+        return data;
+    }
+    text.push_str(doc);
+    data.insert(RESERVED_KEY.to_owned(), entry(state, numbers, text));
+    data
+}
+
+/// A member's text position as stored in `"h"`, or 0 (no text) for a
+/// document past 4 GiB.
+fn text_position(span: &std::ops::Range<usize>) -> u64 {
+    match (u32::try_from(span.start), u32::try_from(span.len())) {
+        (Ok(start), Ok(len)) => (u64::from(start) << 32) | u64::from(len),
+        _ => 0,
+    }
+}
+
+fn header(state: LoadState<'_>, id: IdHash, user: &str, text: &mut String, keys: usize) -> Vec<Value> {
+    text.push_str(user);
+    let mut numbers = Vec::with_capacity(HEADER + PER_KEY * keys);
+    let raw_id = id.id as u128;
+    numbers.extend([
+        Value::from(state.e),
+        Value::from(state.a),
+        state.u.map_or(Value::Null, |u| Value::from(u.len())),
+        Value::from(raw_id as u64),
+        Value::from((raw_id >> 64) as u64),
+    ]);
+    for word in id.hash.chunks_exact(8) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        numbers.push(Value::from(u64::from_le_bytes(bytes)));
+    }
+    numbers
+}
+
+fn entry(state: LoadState<'_>, numbers: Vec<Value>, text: String) -> Value {
     let mut entry = Map::new();
     entry.insert("v".to_owned(), Value::from(state.v));
     entry.insert("w".to_owned(), Value::from(state.w));
     entry.insert("h".to_owned(), Value::Array(numbers));
-    entry.insert("k".to_owned(), Value::String(names));
-    data.insert(RESERVED_KEY.to_owned(), Value::Object(entry));
+    entry.insert("k".to_owned(), Value::String(text));
+    Value::Object(entry)
 }
 
-/// The meta entry of a record, read in place (nothing copied).
-#[derive(Debug, Clone, Copy)]
+/// The meta entry of a record, read in place (no text copied).
+#[derive(Debug, Clone)]
 pub(crate) struct LoadMeta<'a> {
     /// The state at load.
     pub(crate) state: LoadState<'a>,
-    /// The loaded keys, concatenated (after the user id).
-    names: &'a str,
-    /// Per loaded key: its length in `names`, its fingerprint.
-    keys: &'a [Value],
+    /// The id loaded and its hash.
+    id: IdHash,
+    /// The loaded keys, decoded once.
+    keys: Vec<LoadedKey<'a>>,
+}
+
+/// One loaded key as the meta entry records it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct LoadedKey<'a> {
+    name: &'a str,
+    fingerprint: u64,
+    /// Its `"name":value` text in the stored document, when there is one.
+    text: Option<&'a str>,
 }
 
 impl<'a> LoadMeta<'a> {
@@ -78,20 +185,44 @@ impl<'a> LoadMeta<'a> {
         let entry = data.get(RESERVED_KEY)?.as_object()?;
         let numbers = entry.get("h")?.as_array()?;
         let text = entry.get("k")?.as_str()?;
-        let [e, a, user_len, keys @ ..] = numbers.as_slice() else {
+        let (head, per_key) = numbers.split_at_checked(HEADER)?;
+        let [e, a, user_len, id_low, id_high, hash @ ..] = head else {
             return None;
         };
-        let (user, names) = match user_len {
+        let (user, rest) = match user_len {
             Value::Null => (None, text),
             len => {
                 let len = usize::try_from(len.as_u64()?).ok()?;
                 (Some(text.get(..len)?), text.get(len..)?)
             }
         };
-        if !keys.len().is_multiple_of(2) {
+        if !per_key.len().is_multiple_of(PER_KEY) {
             return None;
         }
-        let meta = LoadMeta {
+        let mut hash_bytes = [0u8; 32];
+        for (word, out) in hash.iter().zip(hash_bytes.chunks_exact_mut(8)) {
+            out.copy_from_slice(&word.as_u64()?.to_le_bytes());
+        }
+        let mut names_len = 0usize;
+        for key in per_key.chunks_exact(PER_KEY) {
+            names_len = names_len.checked_add(usize::try_from(key[0].as_u64()?).ok()?)?;
+        }
+        let (names, doc) = (rest.get(..names_len)?, rest.get(names_len..)?);
+        let mut keys = Vec::with_capacity(per_key.len() / PER_KEY);
+        let mut offset = 0usize;
+        for key in per_key.chunks_exact(PER_KEY) {
+            let len = usize::try_from(key[0].as_u64()?).ok()?;
+            let name = names.get(offset..offset + len)?;
+            offset += len;
+            let position = key[2].as_u64()?;
+            let (start, text_len) = ((position >> 32) as usize, (position & u64::from(u32::MAX)) as usize);
+            let text = match text_len {
+                0 => None,
+                _ => Some(doc.get(start..start + text_len)?),
+            };
+            keys.push(LoadedKey { name, fingerprint: key[1].as_u64()?, text });
+        }
+        Some(LoadMeta {
             state: LoadState {
                 v: entry.get("v")?.as_i64()?,
                 w: entry.get("w")?.as_i64()?,
@@ -99,41 +230,23 @@ impl<'a> LoadMeta<'a> {
                 a: a.as_i64()?,
                 u: user,
             },
-            names,
+            id: IdHash {
+                id: ((u128::from(id_high.as_u64()?) << 64) | u128::from(id_low.as_u64()?)) as i128,
+                hash: hash_bytes,
+            },
             keys,
-        };
-        // Every length and fingerprint must be a number and the lengths must
-        // cover `names` exactly, so `loaded_keys` never has to check again.
-        let mut covered = 0usize;
-        for (name, _) in meta.entries() {
-            covered += name?.len();
-        }
-        (covered == names.len()).then_some(meta)
-    }
-
-    /// The loaded keys with their fingerprints; `None` for a malformed entry.
-    fn entries(&self) -> impl Iterator<Item = (Option<&'a str>, u64)> + 'a {
-        let names = self.names;
-        let mut offset = 0usize;
-        self.keys.chunks_exact(2).map(move |pair| {
-            let len = pair[0].as_u64().and_then(|n| usize::try_from(n).ok());
-            let name = len.and_then(|len| {
-                let name = names.get(offset..offset.checked_add(len)?)?;
-                offset += len;
-                Some(name)
-            });
-            (name, pair[1].as_u64().unwrap_or(0))
         })
     }
 
-    /// The loaded keys with their fingerprints (the entry was checked by [`LoadMeta::of`]).
-    fn loaded_keys(&self) -> impl Iterator<Item = (&'a str, u64)> + 'a {
-        self.entries().filter_map(|(name, hash)| Some((name?, hash)))
+    /// The hash of `id` when the record was loaded under it (a record whose
+    /// id changed since needs hashing again).
+    pub(crate) fn hash_of(&self, id: i128) -> Option<[u8; 32]> {
+        (self.id.id == id).then_some(self.id.hash)
     }
 
-    /// How many keys were loaded.
-    fn key_count(&self) -> usize {
-        self.keys.len() / 2
+    /// The loaded keys.
+    fn loaded_keys(&self) -> impl Iterator<Item = LoadedKey<'a>> + '_ {
+        self.keys.iter().copied()
     }
 }
 
@@ -162,7 +275,8 @@ pub(crate) fn fingerprint(value: &Value, scratch: &mut Vec<u8>) -> u64 {
     xxhash_rust::xxh3::xxh3_64(scratch)
 }
 
-fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+/// Appends the canonical form of `value` to `out` (see [`fingerprint`]).
+pub(crate) fn write_canonical(value: &Value, out: &mut Vec<u8>) {
     match value {
         Value::Null => out.push(b'n'),
         Value::Bool(b) => out.push(if *b { b't' } else { b'f' }),
@@ -181,22 +295,41 @@ fn write_canonical(value: &Value, out: &mut Vec<u8>) {
         }
         Value::String(s) => write_str(b's', s, out),
         Value::Array(items) => {
-            out.push(b'a');
-            out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+            write_container(b'a', items.len(), out);
             for item in items {
                 write_canonical(item, out);
             }
         }
         Value::Object(map) => {
             // In the map's own order, as serialization writes it.
-            out.push(b'o');
-            out.extend_from_slice(&(map.len() as u64).to_le_bytes());
+            write_container(b'o', map.len(), out);
             for (key, item) in map {
-                write_str(b'k', key, out);
+                write_name(key, out);
                 write_canonical(item, out);
             }
         }
     }
+}
+
+/// Appends the start of an array's (`b'a'`) or object's (`b'o'`) canonical
+/// form; returns where its item count sits, for [`set_count`] when the
+/// count is not known yet.
+pub(crate) fn write_container(tag: u8, count: usize, out: &mut Vec<u8>) -> usize {
+    out.push(tag);
+    out.extend_from_slice(&(count as u64).to_le_bytes());
+    out.len() - 8
+}
+
+/// Sets the item count [`write_container`] left at `at`.
+pub(crate) fn set_count(out: &mut [u8], at: usize, count: usize) {
+    if let Some(slot) = out.get_mut(at..at + 8) {
+        slot.copy_from_slice(&(count as u64).to_le_bytes());
+    }
+}
+
+/// Appends the canonical form of an object member's name.
+pub(crate) fn write_name(name: &str, out: &mut Vec<u8>) {
+    write_str(b'k', name, out);
 }
 
 fn write_str(tag: u8, s: &str, out: &mut Vec<u8>) {
@@ -212,6 +345,10 @@ pub(crate) struct Changes<'a> {
     pub(crate) set: Vec<(&'a String, &'a Value)>,
     /// Keys removed.
     pub(crate) removed: Vec<&'a str>,
+    /// The stored `"name":value` text of unchanged keys that have one.
+    pub(crate) kept_text: Vec<&'a str>,
+    /// Unchanged keys without stored text.
+    pub(crate) kept: Vec<(&'a String, &'a Value)>,
 }
 
 impl Changes<'_> {
@@ -230,35 +367,68 @@ impl Changes<'_> {
         }
         base.remove(RESERVED_KEY);
     }
+
+    /// The whole data as a JSON object: the stored text of unchanged keys
+    /// copied as it is, the rest encoded.
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        out.push(b'{');
+        let mut first = true;
+        for text in &self.kept_text {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(text.as_bytes());
+        }
+        for (key, value) in self.kept.iter().chain(&self.set) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            serde_json::to_writer(&mut *out, key)?;
+            out.push(b':');
+            serde_json::to_writer(&mut *out, value)?;
+        }
+        out.push(b'}');
+        Ok(())
+    }
 }
 
 /// Loaded sessions with more keys than this look keys up through a
 /// temporary index instead of a scan.
 const SCAN_LIMIT: usize = 16;
 
-/// The keys of `data` whose value differs from what was loaded, and the
-/// loaded keys that are gone. Each value is fingerprinted once; nothing is
-/// copied.
+/// The keys of `data` whose value differs from what was loaded, the loaded
+/// keys that are gone, and the unchanged rest. Each value is fingerprinted
+/// once; nothing is copied.
 pub(crate) fn diff<'a>(data: &'a HashMap<String, Value>, meta: &LoadMeta<'a>) -> Changes<'a> {
-    let mut changes = Changes::default();
-    let mut scratch = Vec::with_capacity(256);
-    let loaded_count = meta.key_count();
-    let index: Option<HashMap<&str, u64>> = (loaded_count > SCAN_LIMIT).then(|| meta.loaded_keys().collect());
+    let loaded_count = meta.keys.len();
+    let mut changes = Changes { kept_text: Vec::with_capacity(loaded_count), ..Changes::default() };
+    let index: Option<HashMap<&str, LoadedKey<'a>>> =
+        (loaded_count > SCAN_LIMIT).then(|| meta.loaded_keys().map(|key| (key.name, key)).collect());
     let mut still_present = 0usize;
-    for (key, value) in data.iter().filter(|(k, _)| k.as_str() != RESERVED_KEY) {
-        let loaded = match &index {
-            Some(index) => index.get(key.as_str()).copied(),
-            None => meta.loaded_keys().find(|(name, _)| *name == key.as_str()).map(|(_, hash)| hash),
-        };
-        if loaded.is_some() {
+    FINGERPRINT_SCRATCH.with_borrow_mut(|scratch| {
+        for (key, value) in data.iter().filter(|(k, _)| k.as_str() != RESERVED_KEY) {
+            let loaded = match &index {
+                Some(index) => index.get(key.as_str()),
+                None => meta.keys.iter().find(|loaded| loaded.name == key.as_str()),
+            };
+            let Some(loaded) = loaded else {
+                changes.set.push((key, value));
+                continue;
+            };
             still_present += 1;
+            if loaded.fingerprint != fingerprint(value, scratch) {
+                changes.set.push((key, value));
+            } else if let Some(text) = loaded.text {
+                changes.kept_text.push(text);
+            } else {
+                changes.kept.push((key, value));
+            }
         }
-        if loaded != Some(fingerprint(value, &mut scratch)) {
-            changes.set.push((key, value));
-        }
-    }
+    });
     if still_present < loaded_count {
-        changes.removed.extend(meta.loaded_keys().map(|(name, _)| name).filter(|name| !data.contains_key(*name)));
+        changes.removed.extend(meta.loaded_keys().map(|key| key.name).filter(|name| !data.contains_key(*name)));
     }
     changes
 }
@@ -288,7 +458,7 @@ mod tests {
     #[test]
     fn diff_finds_set_and_removed_keys_only() {
         let mut now = map(&[("a", json!(1)), ("b", json!({"x": [1, 2]})), ("c", json!("s"))]);
-        attach(&mut now, LoadState { v: 3, ..LoadState::default() });
+        attach(&mut now, LoadState { v: 3, ..LoadState::default() }, IdHash::default());
         let loaded = now.clone();
         let meta = LoadMeta::of(&loaded).expect("meta");
         assert!(diff(&now, &meta).is_empty(), "unchanged data must diff empty");
@@ -311,7 +481,7 @@ mod tests {
     fn diff_of_many_keys_uses_the_index_and_finds_the_same_changes() {
         let pairs: Vec<(String, Value)> = (0..40).map(|i| (format!("key{i}"), json!({"i": i}))).collect();
         let mut now: HashMap<String, Value> = pairs.into_iter().collect();
-        attach(&mut now, LoadState::default());
+        attach(&mut now, LoadState::default(), IdHash::default());
         let loaded = now.clone();
         let meta = LoadMeta::of(&loaded).expect("meta");
         assert!(diff(&now, &meta).is_empty());
@@ -360,10 +530,13 @@ mod tests {
     fn meta_round_trips_and_is_never_serialized() {
         let mut data = map(&[("k", json!(true)), ("ünï", json!(1))]);
         let state = LoadState { v: 9, w: 1, e: 2, a: 3, u: Some("üser") };
-        attach(&mut data, state);
+        let id = IdHash { id: -5, hash: [7; 32] };
+        attach(&mut data, state, id);
         let meta = LoadMeta::of(&data).expect("meta");
         assert_eq!(meta.state, state);
-        let mut keys: Vec<&str> = meta.loaded_keys().map(|(k, _)| k).collect();
+        assert_eq!(meta.hash_of(-5), Some([7; 32]));
+        assert_eq!(meta.hash_of(5), None);
+        let mut keys: Vec<&str> = meta.loaded_keys().map(|k| k.name).collect();
         keys.sort_unstable();
         assert_eq!(keys, ["k", "ünï"]);
         assert_eq!(data[RESERVED_KEY]["v"], json!(9));
@@ -372,24 +545,33 @@ mod tests {
         assert!(encoded == r#"{"k":true,"ünï":1}"# || encoded == r#"{"ünï":1,"k":true}"#, "{encoded}");
 
         let mut no_user = map(&[("k", json!(true))]);
-        attach(&mut no_user, LoadState::default());
+        attach(&mut no_user, LoadState::default(), IdHash::default());
         assert_eq!(LoadMeta::of(&no_user).expect("meta").state.u, None);
     }
 
     #[test]
     fn a_meta_entry_an_application_overwrote_is_ignored() {
         let mut data = map(&[("k", json!(true))]);
-        attach(&mut data, LoadState { u: Some("u"), ..LoadState::default() });
+        attach(&mut data, LoadState { u: Some("u"), ..LoadState::default() }, IdHash::default());
         let good = data[RESERVED_KEY].clone();
+        let head =
+            |user: Value| vec![json!(1), json!(1), user, json!(0), json!(0), json!(0), json!(0), json!(0), json!(0)];
+        let with_keys = |user: Value, keys: &[Value]| {
+            let mut numbers = head(user);
+            numbers.extend_from_slice(keys);
+            Value::Array(numbers)
+        };
         let broken = [
             json!("x"),
-            json!({"v": 1, "w": 1, "h": [1, 1, null, 1], "k": "k"}),
-            json!({"v": 1, "w": 1, "h": [1, 1, null, 5, 7], "k": "k"}),
-            json!({"v": 1, "w": 1, "h": [1, 1, 9, 1, 7], "k": "k"}),
-            json!({"v": 1, "w": 1, "h": [1, 1, null, 1, 7], "k": "kk"}),
-            json!({"v": 1, "w": 1, "h": [1, 1, null, "1", 7], "k": "k"}),
-            json!({"v": 1, "w": 1, "h": [1, 1, 1, 1, 7], "k": "ü"}),
-            json!({"v": "1", "w": 1, "h": [1, 1, null], "k": ""}),
+            json!({"v": 1, "w": 1, "h": [1, 1, null, 0, 0, 0, 0, 0], "k": ""}),
+            json!({"v": 1, "w": 1, "h": with_keys(json!(null), &[json!(1), json!(7)]), "k": "k"}),
+            json!({"v": 1, "w": 1, "h": with_keys(json!(null), &[json!(5), json!(7), json!(0)]), "k": "k"}),
+            json!({"v": 1, "w": 1, "h": with_keys(json!(9), &[json!(1), json!(7), json!(0)]), "k": "k"}),
+            json!({"v": 1, "w": 1, "h": with_keys(json!(null), &[json!("1"), json!(7), json!(0)]), "k": "k"}),
+            json!({"v": 1, "w": 1, "h": with_keys(json!(1), &[json!(1), json!(7), json!(0)]), "k": "ü"}),
+            json!({"v": 1, "w": 1, "h": with_keys(json!(null), &[json!(1), json!(7), json!(9)]), "k": "k{}"}),
+            json!({"v": 1, "w": 1, "h": with_keys(json!(null), &[json!(1), json!(7), json!((1u64 << 32) | 1)]), "k": "kü"}),
+            json!({"v": "1", "w": 1, "h": head(json!(null)), "k": ""}),
         ];
         for value in broken {
             data.insert(RESERVED_KEY.to_owned(), value.clone());
@@ -397,6 +579,49 @@ mod tests {
         }
         data.insert(RESERVED_KEY.to_owned(), good);
         assert!(LoadMeta::of(&data).is_some());
+    }
+
+    #[test]
+    fn loaded_data_keeps_member_text_and_unchanged_keys_are_copied_on_encode() {
+        let doc = r#"{"a":1,"b":{"x":[1,2]},"c":"s","ü":  [true]}"#;
+        let (text, members) = super::super::json::parse_object(doc.as_bytes()).expect("parse");
+        let state = LoadState { v: 2, u: Some("alice"), ..LoadState::default() };
+        let mut now = attach_loaded(text, members, state, IdHash::default());
+        assert_eq!(now.len(), 5);
+        let loaded = now.clone();
+        let meta = LoadMeta::of(&loaded).expect("meta");
+        assert_eq!(meta.state, state);
+        let unchanged = diff(&now, &meta);
+        assert!(unchanged.is_empty());
+        assert_eq!(unchanged.kept_text.len(), 4);
+
+        now.insert("a".into(), json!(2));
+        now.insert("d".into(), json!("new"));
+        now.remove("c");
+        let changes = diff(&now, &meta);
+        let mut kept = changes.kept_text.clone();
+        kept.sort_unstable();
+        assert_eq!(kept, [r#""b":{"x":[1,2]}"#, r#""ü":  [true]"#]);
+        assert_eq!(changes.removed, ["c"]);
+        let mut bytes = Vec::new();
+        changes.encode(&mut bytes).expect("encode");
+        let written: Value = serde_json::from_slice(&bytes).expect("valid json");
+        assert_eq!(written, json!({"a": 2, "b": {"x": [1, 2]}, "d": "new", "ü": [true]}));
+    }
+
+    #[test]
+    fn a_name_given_twice_keeps_its_last_value_and_no_stored_text() {
+        let doc = r#"{"a":1,"a":2,"b":3}"#;
+        let (text, members) = super::super::json::parse_object(doc.as_bytes()).expect("parse");
+        let mut now = attach_loaded(text, members, LoadState::default(), IdHash::default());
+        assert_eq!(now["a"], json!(2));
+        let loaded = now.clone();
+        let meta = LoadMeta::of(&loaded).expect("meta");
+        assert!(meta.loaded_keys().all(|key| key.text.is_none()));
+        now.insert("b".into(), json!(4));
+        let mut bytes = Vec::new();
+        diff(&now, &meta).encode(&mut bytes).expect("encode");
+        assert_eq!(serde_json::from_slice::<Value>(&bytes).expect("json"), json!({"a": 2, "b": 4}));
     }
 
     #[test]

@@ -24,6 +24,7 @@
 
 mod client;
 mod config;
+mod json;
 mod meta;
 mod redis;
 mod sql;

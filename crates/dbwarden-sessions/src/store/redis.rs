@@ -24,7 +24,7 @@ use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
 use super::client::current_client;
-use super::meta::{self, LoadMeta, LoadState, RESERVED_KEY};
+use super::meta::{self, IdHash, LoadMeta, LoadState, RESERVED_KEY};
 use super::stats::{Counters, bump};
 use super::{
     CapPolicy, MAX_ID_ATTEMPTS, NEVER, SessionStoreExt, StoreConfig, StoreError, StoreStats, UnknownIdBucket,
@@ -305,7 +305,11 @@ impl RedisSessionStore {
             }
         }
         let user = fields.get("_u").and_then(|u| std::str::from_utf8(u).ok());
-        meta::attach(&mut data, LoadState { v: version, w: last_seen, e: expires, a: absolute, u: user });
+        meta::attach(
+            &mut data,
+            LoadState { v: version, w: last_seen, e: expires, a: absolute, u: user },
+            IdHash { id: id.0, hash },
+        );
         let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(expires) * 1_000_000)
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
         Ok(Some(Record { id: *id, data, expiry_date }))
@@ -371,16 +375,16 @@ impl RedisSessionStore {
             monitor.record_session_write(SessionWrite::Full);
         }
         let state = LoadState { v: 1, w: now, e: expires, a: absolute, u: user_id.as_deref() };
-        meta::attach(&mut record.data, state);
+        meta::attach(&mut record.data, state, IdHash { id: record.id.0, hash: hash_session_id(&record.id) });
         Ok(())
     }
 
     async fn save_record(&self, record: &Record) -> Result<(), StoreError> {
         let now = self.now();
-        let hash = hash_session_id(&record.id);
         let client = current_client();
         let user_id = meta::user_id_of(&record.data, self.inner.config.user_id_key.as_deref());
         let loaded = LoadMeta::of(&record.data);
+        let hash = loaded.as_ref().and_then(|l| l.hash_of(record.id.0)).unwrap_or_else(|| hash_session_id(&record.id));
         let mut conn = self.inner.conn.clone();
         let (set_pairs, removed, replace_all, expires) = match &loaded {
             Some(loaded) => {

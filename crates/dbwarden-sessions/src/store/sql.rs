@@ -30,7 +30,8 @@ use tower_sessions_core::session::{Id, Record};
 use tower_sessions_core::session_store::{self, ExpiredDeletion, SessionStore};
 
 use super::client::current_client;
-use super::meta::{self, Changes, LoadMeta, LoadState, RESERVED_KEY, WithoutMeta};
+use super::json;
+use super::meta::{self, Changes, IdHash, LoadMeta, LoadState, RESERVED_KEY, WithoutMeta};
 use super::stats::{Counters, bump};
 use super::{
     CapPolicy, MAX_ID_ATTEMPTS, NEVER, SessionStoreExt, StoreConfig, StoreError, StoreStats, UnknownIdBucket,
@@ -67,16 +68,6 @@ struct Inner {
     migrated: tokio::sync::OnceCell<()>,
     counters: Counters,
     clock: Arc<dyn Clock>,
-}
-
-/// The row a load reads.
-struct LoadedRow {
-    user_id: Option<String>,
-    last_seen_at: i64,
-    expires_at: i64,
-    absolute_expires_at: i64,
-    version: i64,
-    data: Vec<u8>,
 }
 
 impl SqlSessionStore {
@@ -163,6 +154,19 @@ impl SqlSessionStore {
         // Sized for a typical session up front: growing from empty costs several copies.
         let mut bytes = Vec::with_capacity(512);
         serde_json::to_writer(&mut bytes, &WithoutMeta(data)).map_err(|err| StoreError::Encode(err.to_string()))?;
+        self.check_size(bytes)
+    }
+
+    /// Encodes a loaded record's data from what the save found: unchanged
+    /// keys as the text they were stored as, the rest encoded anew.
+    fn encode_changes(&self, changes: &Changes<'_>) -> Result<Vec<u8>, StoreError> {
+        let stored: usize = changes.kept_text.iter().map(|text| text.len() + 1).sum();
+        let mut bytes = Vec::with_capacity(stored + 64 * (changes.set.len() + changes.kept.len()) + 2);
+        changes.encode(&mut bytes).map_err(|err| StoreError::Encode(err.to_string()))?;
+        self.check_size(bytes)
+    }
+
+    fn check_size(&self, bytes: Vec<u8>) -> Result<Vec<u8>, StoreError> {
         let limit = self.inner.config.max_data_bytes;
         if bytes.len() > limit {
             bump(&self.inner.counters.oversized_rejections);
@@ -180,58 +184,60 @@ impl SqlSessionStore {
         let now = self.now();
         let hash = hash_session_id(id);
         let sql = self.inner.sql.load.clone();
-        let row: Option<LoadedRow> = on_pool!(&self.inner.db, pool => {
+        on_pool!(&self.inner.db, pool => {
             let mut args = arguments_for(pool, 1, hash.len() + 8);
             args.add(&hash[..]).map_err(bind_error)?;
             let mut conn = pool.acquire().await?;
-            match sqlx::query_with(AssertSqlSafe(sql), args).fetch_optional(&mut *conn).await? {
-                Some(row) => Some(LoadedRow {
-                    user_id: row.try_get(0)?,
-                    last_seen_at: row.try_get(1)?,
-                    expires_at: row.try_get(2)?,
-                    absolute_expires_at: row.try_get(3)?,
-                    version: row.try_get(4)?,
-                    data: row.try_get(5)?,
-                }),
-                None => None,
+            let row = sqlx::query_with(AssertSqlSafe(sql), args).fetch_optional(&mut *conn).await?;
+            // Back to the pool before the decoding: the row owns its bytes.
+            drop(conn);
+            match row {
+                // Text and data are read in place from the row, not copied out first.
+                Some(row) => Ok(self.loaded_record(
+                    IdHash { id: id.0, hash },
+                    now,
+                    LoadState {
+                        u: row.try_get(0)?,
+                        w: row.try_get(1)?,
+                        e: row.try_get(2)?,
+                        a: row.try_get(3)?,
+                        v: row.try_get(4)?,
+                    },
+                    row.try_get(5)?,
+                )),
+                None => {
+                    self.inner.counters.unknown_id(self.inner.clock.now());
+                    Ok(None)
+                }
             }
-        });
-        let Some(row) = row else {
-            self.inner.counters.unknown_id(self.inner.clock.now());
-            return Ok(None);
-        };
-        let idle_lapsed = self
-            .inner
-            .config
-            .idle_timeout
-            .is_some_and(|idle| row.last_seen_at.saturating_add(duration_ms(idle)) <= now);
-        if row.expires_at <= now || row.absolute_expires_at <= now || idle_lapsed {
+        })
+    }
+
+    /// The record of a row a load read (`state` as stored), or `None` when
+    /// it has expired or its data does not decode.
+    fn loaded_record(&self, id: IdHash, now: i64, state: LoadState<'_>, stored: &[u8]) -> Option<Record> {
+        let idle_lapsed =
+            self.inner.config.idle_timeout.is_some_and(|idle| state.w.saturating_add(duration_ms(idle)) <= now);
+        if state.e <= now || state.a <= now || idle_lapsed {
             bump(&self.inner.counters.expired_loads);
-            return Ok(None);
+            return None;
         }
-        let mut data = match decode_data(&row.data) {
-            Ok(data) => data,
+        let (doc, members) = match json::parse_object(stored) {
+            Ok(parsed) => parsed,
             Err(err) => {
                 bump(&self.inner.counters.undecodable_loads);
                 tracing::warn!(
-                    id_hash_prefix = %hex_prefix(&hash),
+                    id_hash_prefix = %hex_prefix(&id.hash),
                     error = %err,
                     "session data does not decode as a json object; starting a fresh session and leaving the stored row for cleanup"
                 );
-                return Ok(None);
+                return None;
             }
         };
-        let state = LoadState {
-            v: row.version,
-            w: row.last_seen_at,
-            e: row.expires_at,
-            a: row.absolute_expires_at,
-            u: row.user_id.as_deref(),
-        };
-        meta::attach(&mut data, state);
-        let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(row.expires_at) * 1_000_000)
+        let data = meta::attach_loaded(doc, members, state, id);
+        let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(state.e) * 1_000_000)
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
-        Ok(Some(Record { id: *id, data, expiry_date }))
+        Some(Record { id: Id(id.id), data, expiry_date })
     }
 
     async fn create_record(&self, record: &mut Record) -> Result<(), StoreError> {
@@ -284,16 +290,16 @@ impl SqlSessionStore {
             monitor.record_session_write(SessionWrite::Full);
         }
         let state = LoadState { v: 1, w: now, e: expires, a: absolute, u: user_id.as_deref() };
-        meta::attach(&mut record.data, state);
+        meta::attach(&mut record.data, state, IdHash { id: record.id.0, hash: hash_session_id(&record.id) });
         Ok(())
     }
 
     async fn save_record(&self, record: &Record) -> Result<(), StoreError> {
         self.ready().await?;
         let now = self.now();
-        let hash = hash_session_id(&record.id);
         let client = current_client();
         let Some(loaded) = LoadMeta::of(&record.data) else {
+            let hash = hash_session_id(&record.id);
             // Not loaded through this store (e.g. cleared before loading):
             // overwrite the data if the session still exists, never insert.
             let bytes = self.encode(&record.data)?;
@@ -305,6 +311,7 @@ impl SqlSessionStore {
             self.count_full_or_gone(rows);
             return Ok(());
         };
+        let hash = loaded.hash_of(record.id.0).unwrap_or_else(|| hash_session_id(&record.id));
         let expires = self.target_expiry(record.expiry_date, now, loaded.state.a);
         let changes = meta::diff(&record.data, &loaded);
         let loaded = loaded.state;
@@ -336,7 +343,7 @@ impl SqlSessionStore {
             }
             return Ok(());
         }
-        let bytes = self.encode(&record.data)?;
+        let bytes = self.encode_changes(&changes)?;
         let user_id = self.user_id(&record.data);
         if let Some(user) = &user_id
             && loaded.u != Some(user.as_str())
@@ -575,27 +582,11 @@ fn bind_error(err: sqlx::error::BoxDynError) -> StoreError {
     StoreError::Database(format!("cannot encode a statement argument: {err}"))
 }
 
-/// Decodes stored session data (a JSON object) into a map sized for its keys
-/// and the meta entry the load adds, so neither grows it again.
-fn decode_data(bytes: &[u8]) -> Result<HashMap<String, Value>, serde_json::Error> {
-    struct DataVisitor;
-    impl<'de> serde::de::Visitor<'de> for DataVisitor {
-        type Value = HashMap<String, Value>;
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a json object")
-        }
-        fn visit_map<M: serde::de::MapAccess<'de>>(self, mut access: M) -> Result<Self::Value, M::Error> {
-            let mut map = HashMap::with_capacity(access.size_hint().unwrap_or(0).max(14));
-            while let Some((key, value)) = access.next_entry::<String, Value>()? {
-                map.insert(key, value);
-            }
-            Ok(map)
-        }
-    }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let data = serde::Deserializer::deserialize_map(&mut deserializer, DataVisitor)?;
-    deserializer.end()?;
-    Ok(data)
+/// Decodes stored session data (a JSON object) into a map (a name given
+/// twice keeps its last value).
+fn decode_data(bytes: &[u8]) -> Result<HashMap<String, Value>, json::JsonError> {
+    let (_, members) = json::parse_object(bytes)?;
+    Ok(members.into_iter().map(|member| (member.name, member.value)).collect())
 }
 
 fn hex_prefix(hash: &[u8; 32]) -> String {
