@@ -52,7 +52,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -618,13 +618,14 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let mut output = {
+        let mut poll = {
             let _entered = this.guard.scope.enter();
-            ready!(this.future.poll(cx))
+            this.future.poll(cx)
         };
         // The response is changed where it lies, not moved out and back.
-        match &mut output {
-            Ok(response) => {
+        match &mut poll {
+            Poll::Pending => {}
+            Poll::Ready(Ok(response)) => {
                 this.guard.finish(response.status().as_u16());
                 if let Some(value) = this.header_value.take() {
                     response.headers_mut().insert(&this.guard.shared.header, value);
@@ -632,9 +633,9 @@ where
             }
             // The service failed without a response; whatever the server
             // makes of it, the client sees no success.
-            Err(_) => this.guard.finish(500),
+            Poll::Ready(Err(_)) => this.guard.finish(500),
         }
-        Poll::Ready(output)
+        poll
     }
 }
 
