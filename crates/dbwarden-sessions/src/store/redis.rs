@@ -329,7 +329,7 @@ impl RedisSessionStore {
         let client = current_client();
         let mut conn = self.inner.conn.clone();
         let mut attempts = 0;
-        loop {
+        let hash = loop {
             attempts += 1;
             record.id = new_session_id();
             let hash = hash_session_id(&record.id);
@@ -363,19 +363,19 @@ impl RedisSessionStore {
             }
             let created: i64 = invocation.invoke_async(&mut conn).await?;
             if created == 1 {
-                break;
+                break hash;
             }
             if attempts >= MAX_ID_ATTEMPTS {
                 return Err(StoreError::IdExhausted { attempts });
             }
             tracing::warn!("session id collision; drawing another id");
-        }
+        };
         bump(&self.inner.counters.created);
         if let Some(monitor) = &self.inner.counters.monitor {
             monitor.record_session_write(SessionWrite::Full);
         }
         let state = LoadState { v: 1, w: now, e: expires, a: absolute, u: user_id.as_deref() };
-        meta::attach(&mut record.data, state, IdHash { id: record.id.0, hash: hash_session_id(&record.id) });
+        meta::attach(&mut record.data, state, IdHash { id: record.id.0, hash });
         Ok(())
     }
 

@@ -253,7 +253,7 @@ impl SqlSessionStore {
         let expires = self.target_expiry(record.expiry_date, now, absolute);
         let client = current_client();
         let mut attempts = 0;
-        loop {
+        let hash = loop {
             attempts += 1;
             record.id = new_session_id();
             let hash = hash_session_id(&record.id);
@@ -275,7 +275,7 @@ impl SqlSessionStore {
                 }
             });
             match inserted {
-                Ok(()) => break,
+                Ok(()) => break hash,
                 Err(sqlx::Error::Database(err)) if err.is_unique_violation() && attempts < MAX_ID_ATTEMPTS => {
                     tracing::warn!("session id collision; drawing another id");
                 }
@@ -284,13 +284,13 @@ impl SqlSessionStore {
                 }
                 Err(err) => return Err(err.into()),
             }
-        }
+        };
         bump(&self.inner.counters.created);
         if let Some(monitor) = &self.inner.counters.monitor {
             monitor.record_session_write(SessionWrite::Full);
         }
         let state = LoadState { v: 1, w: now, e: expires, a: absolute, u: user_id.as_deref() };
-        meta::attach(&mut record.data, state, IdHash { id: record.id.0, hash: hash_session_id(&record.id) });
+        meta::attach(&mut record.data, state, IdHash { id: record.id.0, hash });
         Ok(())
     }
 
