@@ -70,6 +70,19 @@ impl IdText {
         }
     }
 
+    /// Replaces the id with `id`, in place when both are short.
+    fn set(&mut self, id: &str) {
+        let id = cut_str(id, MAX_LABEL);
+        if let IdText::Inline { len, bytes } = self
+            && let (Some(place), Ok(new_len)) = (bytes.get_mut(..id.len()), u8::try_from(id.len()))
+        {
+            place.copy_from_slice(id.as_bytes());
+            *len = new_len;
+        } else {
+            *self = IdText::new(id);
+        }
+    }
+
     fn as_str(&self) -> &str {
         match self {
             // The bytes were copied from a `str` whole, so they are UTF-8.
@@ -113,7 +126,7 @@ impl RequestContext {
         if let Some(mut spare) = spare.ok().flatten()
             && let Some(context) = Arc::get_mut(&mut spare)
         {
-            context.request_id = IdText::new(request_id);
+            context.request_id.set(request_id);
             context.route = route;
             *context.db_nanos.get_mut() = 0;
             *context.db_queries.get_mut() = 0;
@@ -575,6 +588,20 @@ mod tests {
         let third = RequestContext::with_route("three", RouteHandle::unbound("GET", "/c"));
         assert!(!Arc::ptr_eq(&third, &kept));
         assert_eq!((kept.request_id(), third.request_id()), ("two", "three"));
+    }
+
+    #[test]
+    fn a_reused_id_is_replaced_whole_whatever_the_lengths() {
+        let mut id = IdText::new("first-id");
+        id.set("2nd");
+        assert_eq!(id.as_str(), "2nd");
+        let long = "x".repeat(INLINE_ID + 20);
+        id.set(&long);
+        assert_eq!(id.as_str(), long);
+        id.set("short-again");
+        assert_eq!(id.as_str(), "short-again");
+        id.set(&"é".repeat(200));
+        assert!(id.as_str().len() <= MAX_LABEL && id.as_str().chars().all(|c| c == 'é'));
     }
 
     #[test]
