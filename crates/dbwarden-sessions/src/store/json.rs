@@ -46,14 +46,16 @@ pub(crate) struct Member {
 }
 
 /// Parses `input` as one JSON object (whitespace around it allowed, nothing
-/// else) into its members in input order. Returns the input as text, which
-/// the spans index.
-pub(crate) fn parse_object(input: &[u8]) -> Result<(&str, Vec<Member>), JsonError> {
+/// else), handing its members to `each` in input order as they are read.
+/// Returns the input as text, which the spans index. On an error, `each`
+/// may have seen some members.
+pub(crate) fn for_each_member(input: &[u8], mut each: impl FnMut(Member)) -> Result<&str, JsonError> {
     let text = std::str::from_utf8(input).map_err(|err| JsonError { what: "invalid utf-8", at: err.valid_up_to() })?;
     FINGERPRINT_SCRATCH.with_borrow_mut(|canon| {
         let mut parser = Parser { text, bytes: input, pos: 0, canon, canon_ok: true };
-        parser.document().map(|members| (text, members))
-    })
+        parser.document(&mut each)
+    })?;
+    Ok(text)
 }
 
 /// Bytes that end the plain run of a string: the closing quote, an escape,
@@ -82,10 +84,9 @@ struct Parser<'a> {
 }
 
 impl Parser<'_> {
-    fn document(&mut self) -> Result<Vec<Member>, JsonError> {
+    fn document(&mut self, each: &mut impl FnMut(Member)) -> Result<(), JsonError> {
         self.skip_ws();
         self.expect(b'{', "expected a json object")?;
-        let mut members = Vec::with_capacity(8);
         self.skip_ws();
         if self.peek() == Some(b'}') {
             self.pos += 1;
@@ -105,7 +106,7 @@ impl Parser<'_> {
                 } else {
                     meta::fingerprint(&value, self.canon)
                 };
-                members.push(Member { name, value, span: start..self.pos, fingerprint });
+                each(Member { name, value, span: start..self.pos, fingerprint });
                 self.skip_ws();
                 match self.next() {
                     Some(b',') => self.skip_ws(),
@@ -118,7 +119,7 @@ impl Parser<'_> {
         if self.pos != self.bytes.len() {
             return Err(self.error("trailing characters"));
         }
-        Ok(members)
+        Ok(())
     }
 
     fn error(&self, what: &'static str) -> JsonError {
@@ -419,6 +420,12 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    fn parse_object(input: &[u8]) -> Result<(&str, Vec<Member>), JsonError> {
+        let mut members = Vec::new();
+        let text = for_each_member(input, |member| members.push(member))?;
+        Ok((text, members))
+    }
 
     fn parse_value(text: &str) -> Result<Value, JsonError> {
         let (_, members) = parse_object(format!("{{\"k\":{text}}}").as_bytes())?;

@@ -7,7 +7,7 @@ use serde::ser::SerializeMap;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 
-use super::json::Member;
+use super::json;
 
 /// Data key the stores reserve for their own bookkeeping (see the module
 /// docs of [`crate::store`]). It is added on load, removed before anything
@@ -61,10 +61,10 @@ const PER_KEY: usize = 3;
 ///
 /// Shape (an object, so `["v"]` and `["w"]` read naturally in tests):
 /// `{"v": version, "w": last write, "h": [header numbers, then per key:
-/// name length, fingerprint, text position], "k": user id, key
-/// names and the stored document concatenated}`. One string for all text and
-/// plain numbers for the rest keep a load to a handful of allocations,
-/// however many keys the session has.
+/// name length, fingerprint, text position, and last the user id, key names
+/// and stored document concatenated]}`. One string for all text and plain
+/// numbers for the rest keep a load to a handful of allocations, however
+/// many keys the session has.
 pub(crate) fn attach(data: &mut HashMap<String, Value>, state: LoadState<'_>, id: IdHash) {
     let user = state.u.unwrap_or("");
     let mut text = String::with_capacity(user.len() + data.keys().map(String::len).sum::<usize>());
@@ -79,27 +79,27 @@ pub(crate) fn attach(data: &mut HashMap<String, Value>, state: LoadState<'_>, id
     data.insert(RESERVED_KEY.to_owned(), entry(state, numbers, text));
 }
 
-/// Builds a loaded record's data from the members of its stored document
-/// `doc` (see [`super::json::parse_object`]), with the meta entry, which also
-/// keeps `doc` and where each member sits in it: a save copies the members
-/// it did not change instead of encoding them again.
-pub(crate) fn attach_loaded(
-    doc: &str,
-    members: Vec<Member>,
+/// Decodes a stored document (a JSON object, see [`json::for_each_member`])
+/// into a loaded record's data, with the meta entry, which also keeps the
+/// document and where each member sits in it: a save copies the members it
+/// did not change instead of encoding them again.
+pub(crate) fn attach_stored(
+    stored: &[u8],
     state: LoadState<'_>,
     id: IdHash,
-) -> HashMap<String, Value> {
+) -> Result<HashMap<String, Value>, json::JsonError> {
     let user = state.u.unwrap_or("");
-    let names: usize = members.iter().map(|m| m.name.len()).sum();
-    let mut text = String::with_capacity(user.len() + names + doc.len());
-    let mut numbers = header(state, id, user, &mut text, members.len());
-    // Room for the meta entry and a few keys the request adds: a full
-    // table grows even to replace a key.
-    let mut data = HashMap::with_capacity((members.len() + 4).max(14));
+    // The names are a part of the document: half of it is room enough for
+    // them in all but odd cases, which grow the string once.
+    let mut text = String::with_capacity(user.len() + stored.len() + stored.len() / 2);
+    let mut numbers = header(state, id, user, &mut text, 8);
+    // Room for the meta entry and a few keys the request adds: a full table
+    // grows even to replace a key.
+    let mut data = HashMap::with_capacity(14);
     let mut repeated = false;
-    for member in members {
+    let doc = json::for_each_member(stored, |member| {
         if member.name == RESERVED_KEY {
-            continue;
+            return;
         }
         text.push_str(&member.name);
         numbers.extend([
@@ -108,16 +108,16 @@ pub(crate) fn attach_loaded(
             Value::from(text_position(&member.span)),
         ]);
         repeated |= data.insert(member.name, member.value).is_some();
-    }
+    })?;
     if repeated {
         // A name given twice keeps its last value; the entry listing both is
         // rebuilt from the map, without stored text.
         attach(&mut data, state, id);
-        return data;
+        return Ok(data);
     }
     text.push_str(doc);
     data.insert(RESERVED_KEY.to_owned(), entry(state, numbers, text));
-    data
+    Ok(data)
 }
 
 /// A member's text position as stored in `"h"`, or 0 (no text) for a
@@ -148,12 +148,12 @@ fn header(state: LoadState<'_>, id: IdHash, user: &str, text: &mut String, keys:
     numbers
 }
 
-fn entry(state: LoadState<'_>, numbers: Vec<Value>, text: String) -> Value {
+fn entry(state: LoadState<'_>, mut numbers: Vec<Value>, text: String) -> Value {
+    numbers.push(Value::String(text));
     let mut entry = Map::new();
     entry.insert("v".to_owned(), Value::from(state.v));
     entry.insert("w".to_owned(), Value::from(state.w));
     entry.insert("h".to_owned(), Value::Array(numbers));
-    entry.insert("k".to_owned(), Value::String(text));
     Value::Object(entry)
 }
 
@@ -183,8 +183,8 @@ impl<'a> LoadMeta<'a> {
     /// never loaded).
     pub(crate) fn of(data: &'a HashMap<String, Value>) -> Option<LoadMeta<'a>> {
         let entry = data.get(RESERVED_KEY)?.as_object()?;
-        let numbers = entry.get("h")?.as_array()?;
-        let text = entry.get("k")?.as_str()?;
+        let (text, numbers) = entry.get("h")?.as_array()?.split_last()?;
+        let text = text.as_str()?;
         let (head, per_key) = numbers.split_at_checked(HEADER)?;
         let [e, a, user_len, id_low, id_high, hash @ ..] = head else {
             return None;
@@ -554,29 +554,34 @@ mod tests {
         let mut data = map(&[("k", json!(true))]);
         attach(&mut data, LoadState { u: Some("u"), ..LoadState::default() }, IdHash::default());
         let good = data[RESERVED_KEY].clone();
-        let head =
-            |user: Value| vec![json!(1), json!(1), user, json!(0), json!(0), json!(0), json!(0), json!(0), json!(0)];
-        let with_keys = |user: Value, keys: &[Value]| {
-            let mut numbers = head(user);
+        // Header numbers, then `keys`, then the text.
+        let h = |user: Value, keys: &[Value], text: &str| {
+            let mut numbers =
+                vec![json!(1), json!(1), user, json!(0), json!(0), json!(0), json!(0), json!(0), json!(0)];
             numbers.extend_from_slice(keys);
+            numbers.push(json!(text));
             Value::Array(numbers)
         };
         let broken = [
             json!("x"),
-            json!({"v": 1, "w": 1, "h": [1, 1, null, 0, 0, 0, 0, 0], "k": ""}),
-            json!({"v": 1, "w": 1, "h": with_keys(json!(null), &[json!(1), json!(7)]), "k": "k"}),
-            json!({"v": 1, "w": 1, "h": with_keys(json!(null), &[json!(5), json!(7), json!(0)]), "k": "k"}),
-            json!({"v": 1, "w": 1, "h": with_keys(json!(9), &[json!(1), json!(7), json!(0)]), "k": "k"}),
-            json!({"v": 1, "w": 1, "h": with_keys(json!(null), &[json!("1"), json!(7), json!(0)]), "k": "k"}),
-            json!({"v": 1, "w": 1, "h": with_keys(json!(1), &[json!(1), json!(7), json!(0)]), "k": "ü"}),
-            json!({"v": 1, "w": 1, "h": with_keys(json!(null), &[json!(1), json!(7), json!(9)]), "k": "k{}"}),
-            json!({"v": 1, "w": 1, "h": with_keys(json!(null), &[json!(1), json!(7), json!((1u64 << 32) | 1)]), "k": "kü"}),
-            json!({"v": "1", "w": 1, "h": head(json!(null)), "k": ""}),
+            json!({"v": 1, "w": 1, "h": [1, 1, null, 0, 0, 0, 0, 0, ""]}),
+            json!({"v": 1, "w": 1, "h": [1, 1, null, 0, 0, 0, 0, 0, 0, 0]}),
+            json!({"v": 1, "w": 1, "h": h(json!(null), &[json!(1), json!(7)], "k")}),
+            json!({"v": 1, "w": 1, "h": h(json!(null), &[json!(5), json!(7), json!(0)], "k")}),
+            json!({"v": 1, "w": 1, "h": h(json!(9), &[json!(1), json!(7), json!(0)], "k")}),
+            json!({"v": 1, "w": 1, "h": h(json!(null), &[json!("1"), json!(7), json!(0)], "k")}),
+            json!({"v": 1, "w": 1, "h": h(json!(1), &[json!(1), json!(7), json!(0)], "ü")}),
+            json!({"v": 1, "w": 1, "h": h(json!(null), &[json!(1), json!(7), json!(9)], "k{}")}),
+            json!({"v": 1, "w": 1, "h": h(json!(null), &[json!(1), json!(7), json!((1u64 << 32) | 1)], "kü")}),
+            json!({"v": "1", "w": 1, "h": h(json!(null), &[], "")}),
         ];
         for value in broken {
             data.insert(RESERVED_KEY.to_owned(), value.clone());
             assert!(LoadMeta::of(&data).is_none(), "accepted {value}");
         }
+        let fine = json!({"v": 1, "w": 1, "h": h(json!(null), &[json!(1), json!(7), json!(2)], "k{}")});
+        data.insert(RESERVED_KEY.to_owned(), fine);
+        assert!(LoadMeta::of(&data).is_some());
         data.insert(RESERVED_KEY.to_owned(), good);
         assert!(LoadMeta::of(&data).is_some());
     }
@@ -584,9 +589,8 @@ mod tests {
     #[test]
     fn loaded_data_keeps_member_text_and_unchanged_keys_are_copied_on_encode() {
         let doc = r#"{"a":1,"b":{"x":[1,2]},"c":"s","ü":  [true]}"#;
-        let (text, members) = super::super::json::parse_object(doc.as_bytes()).expect("parse");
         let state = LoadState { v: 2, u: Some("alice"), ..LoadState::default() };
-        let mut now = attach_loaded(text, members, state, IdHash::default());
+        let mut now = attach_stored(doc.as_bytes(), state, IdHash::default()).expect("decode");
         assert_eq!(now.len(), 5);
         let loaded = now.clone();
         let meta = LoadMeta::of(&loaded).expect("meta");
@@ -612,8 +616,7 @@ mod tests {
     #[test]
     fn a_name_given_twice_keeps_its_last_value_and_no_stored_text() {
         let doc = r#"{"a":1,"a":2,"b":3}"#;
-        let (text, members) = super::super::json::parse_object(doc.as_bytes()).expect("parse");
-        let mut now = attach_loaded(text, members, LoadState::default(), IdHash::default());
+        let mut now = attach_stored(doc.as_bytes(), LoadState::default(), IdHash::default()).expect("decode");
         assert_eq!(now["a"], json!(2));
         let loaded = now.clone();
         let meta = LoadMeta::of(&loaded).expect("meta");

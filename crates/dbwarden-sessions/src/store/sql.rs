@@ -222,8 +222,8 @@ impl SqlSessionStore {
             bump(&self.inner.counters.expired_loads);
             return None;
         }
-        let (doc, members) = match json::parse_object(stored) {
-            Ok(parsed) => parsed,
+        let data = match meta::attach_stored(stored, state, id) {
+            Ok(data) => data,
             Err(err) => {
                 bump(&self.inner.counters.undecodable_loads);
                 tracing::warn!(
@@ -234,7 +234,6 @@ impl SqlSessionStore {
                 return None;
             }
         };
-        let data = meta::attach_loaded(doc, members, state, id);
         let expiry_date = OffsetDateTime::from_unix_timestamp_nanos(i128::from(state.e) * 1_000_000)
             .unwrap_or_else(|_| OffsetDateTime::now_utc());
         Some(Record { id: Id(id.id), data, expiry_date })
@@ -585,8 +584,11 @@ fn bind_error(err: sqlx::error::BoxDynError) -> StoreError {
 /// Decodes stored session data (a JSON object) into a map (a name given
 /// twice keeps its last value).
 fn decode_data(bytes: &[u8]) -> Result<HashMap<String, Value>, json::JsonError> {
-    let (_, members) = json::parse_object(bytes)?;
-    Ok(members.into_iter().map(|member| (member.name, member.value)).collect())
+    let mut data = HashMap::with_capacity(14);
+    json::for_each_member(bytes, |member| {
+        data.insert(member.name, member.value);
+    })?;
+    Ok(data)
 }
 
 fn hex_prefix(hash: &[u8; 32]) -> String {
