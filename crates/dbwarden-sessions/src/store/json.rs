@@ -17,7 +17,7 @@ use std::ops::Range;
 
 use serde_json::{Map, Number, Value};
 
-use super::meta::{self, FINGERPRINT_SCRATCH};
+use super::meta;
 
 /// Nesting deeper than this is refused, as serde_json refuses it, which also
 /// bounds the recursion.
@@ -51,7 +51,7 @@ pub(crate) struct Member {
 /// may have seen some members.
 pub(crate) fn for_each_member(input: &[u8], mut each: impl FnMut(Member)) -> Result<&str, JsonError> {
     let text = std::str::from_utf8(input).map_err(|err| JsonError { what: "invalid utf-8", at: err.valid_up_to() })?;
-    FINGERPRINT_SCRATCH.with_borrow_mut(|canon| {
+    meta::with_scratch(|canon| {
         let mut parser = Parser { text, bytes: input, pos: 0, canon, canon_ok: true };
         parser.document(&mut each)
     })?;

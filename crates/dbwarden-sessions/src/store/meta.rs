@@ -43,7 +43,26 @@ pub(crate) struct IdHash {
 thread_local! {
     /// The buffer values are written into to be fingerprinted, reused so a
     /// load or save does not allocate one.
-    pub(crate) static FINGERPRINT_SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
+    static FINGERPRINT_SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(256));
+}
+
+/// A scratch buffer kept this big at most between uses: one huge value
+/// must not pin its size on every thread for good.
+const SCRATCH_KEEP: usize = 64 * 1024;
+
+/// Runs `f` with this thread's fingerprint scratch buffer (a fresh one if it
+/// is in use further up the stack, so nesting never panics).
+pub(crate) fn with_scratch<T>(f: impl FnOnce(&mut Vec<u8>) -> T) -> T {
+    FINGERPRINT_SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => {
+            let out = f(&mut scratch);
+            if scratch.capacity() > SCRATCH_KEEP {
+                *scratch = Vec::with_capacity(256);
+            }
+            out
+        }
+        Err(_) => f(&mut Vec::with_capacity(256)),
+    })
 }
 
 /// Numbers in `"h"` before the per-key ones: expiry, absolute expiry, user
@@ -69,7 +88,7 @@ pub(crate) fn attach(data: &mut HashMap<String, Value>, state: LoadState<'_>, id
     let user = state.u.unwrap_or("");
     let mut text = String::with_capacity(user.len() + data.keys().map(String::len).sum::<usize>());
     let mut numbers = header(state, id, user, &mut text, data.len());
-    FINGERPRINT_SCRATCH.with_borrow_mut(|scratch| {
+    with_scratch(|scratch| {
         // A stored reserved key is skipped here and replaced below.
         for (key, value) in data.iter().filter(|(k, _)| k.as_str() != RESERVED_KEY) {
             text.push_str(key);
@@ -407,7 +426,7 @@ pub(crate) fn diff<'a>(data: &'a HashMap<String, Value>, meta: &LoadMeta<'a>) ->
     let index: Option<HashMap<&str, LoadedKey<'a>>> =
         (loaded_count > SCAN_LIMIT).then(|| meta.loaded_keys().map(|key| (key.name, key)).collect());
     let mut still_present = 0usize;
-    FINGERPRINT_SCRATCH.with_borrow_mut(|scratch| {
+    with_scratch(|scratch| {
         for (key, value) in data.iter().filter(|(k, _)| k.as_str() != RESERVED_KEY) {
             let loaded = match &index {
                 Some(index) => index.get(key.as_str()),
@@ -625,6 +644,19 @@ mod tests {
         let mut bytes = Vec::new();
         diff(&now, &meta).encode(&mut bytes).expect("encode");
         assert_eq!(serde_json::from_slice::<Value>(&bytes).expect("json"), json!({"a": 2, "b": 4}));
+    }
+
+    #[test]
+    fn the_scratch_buffer_nests_and_does_not_keep_a_huge_size() {
+        let inner_len = with_scratch(|outer| {
+            outer.resize(SCRATCH_KEEP * 2, 0);
+            with_scratch(|inner| {
+                inner.push(1);
+                inner.len()
+            })
+        });
+        assert_eq!(inner_len, 1);
+        assert!(with_scratch(|scratch| scratch.capacity()) <= SCRATCH_KEEP);
     }
 
     #[test]
