@@ -14,6 +14,9 @@
 //! removed means the session is unmodified, so at most its expiry is extended
 //! (a "touch") — and only when the throttle interval has passed. The entry is
 //! never stored; applications must not use the key `__dbwarden` themselves.
+//! The SQL store's entry also keeps the stored JSON text, so a save writes
+//! the keys it did not change as they were stored instead of encoding them
+//! again, and both stores keep the id's hash so a save does not recompute it.
 //!
 //! # Architecture invariant
 //!
