@@ -532,7 +532,7 @@ mod tests {
         let pick = next(state) % if depth > 3 { 6 } else { 8 };
         match pick {
             0 => Value::Null,
-            1 => Value::Bool(next(state) % 2 == 0),
+            1 => Value::Bool(next(state).is_multiple_of(2)),
             2 => json!(next(state)),
             3 => json!(next(state) as i64),
             4 => Number::from_f64(f64::from_bits(next(state))).map_or(json!(0.5), Value::Number),
