@@ -15,6 +15,9 @@
 //! `COMPARE_ONLY=dbwarden` or `COMPARE_ONLY=tower-sessions` runs one store,
 //! `COMPARE_MODE=modified` or `COMPARE_MODE=unmodified` one mode, and
 //! `COMPARE_ROUNDS=n` sets the rounds (default 30). Ratios need both sides.
+//! `./callgrind.sh <store> <mode>` turns that into instructions per
+//! operation (whole process, and the store's `load` and `save` alone), which
+//! unlike wall-clock figures do not depend on what else the machine runs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
