@@ -236,13 +236,21 @@ fn watch_transactions(
     })
 }
 
-/// The loads on the idle table, for `IDLE_PERIOD`.
-async fn idle_loads(store: &SqlSessionStore) -> Result<Loads, BoxError> {
+/// The loads on the idle table, for `IDLE_PERIOD`, with `pg_stat_activity`
+/// polled as during an operation: the reference differs from the
+/// measurement by the operation alone.
+async fn idle_loads(store: &SqlSessionStore, admin: &PgPool) -> Result<Loads, BoxError> {
     let loads = LoadRun::start(store);
     tokio::time::sleep(WARM_UP).await;
+    let stop_watching = Arc::new(AtomicBool::new(false));
+    let watcher = watch_transactions(admin.clone(), "cleanbench-idle", stop_watching.clone());
     let from = Instant::now();
     tokio::time::sleep(IDLE_PERIOD).await;
-    loads.finish(from, Instant::now()).await
+    let to = Instant::now();
+    stop_watching.store(true, Ordering::Relaxed);
+    let idle = loads.finish(from, to).await?;
+    watcher.await??;
+    Ok(idle)
 }
 
 /// What one side measured.
@@ -287,7 +295,7 @@ impl Prepared {
             StoreConfig::default().with_schema(SchemaConfig::new(table)?),
         );
         store.migrate().await?;
-        let idle = idle_loads(&store).await?;
+        let idle = idle_loads(&store, admin).await?;
         Ok(Prepared { admin: admin.clone(), table, now_ms, fill: fill_took, avg_row_bytes, app_pool, store, idle })
     }
 

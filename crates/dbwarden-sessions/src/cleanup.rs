@@ -469,8 +469,8 @@ impl Cleaner {
         if lock.contended {
             report.lock = LockOutcome::Waited { ms: millis(lock_started.elapsed()) };
         }
-        let lock = lock.lock;
-        let result = self.run_locked(&plan, progress, stop, &mut report).await;
+        let mut lock = lock.lock;
+        let result = self.run_locked(&plan, &mut lock, progress, stop, &mut report).await;
         lock.release().await;
         result?;
         self.report_to_monitor(&report).await;
@@ -481,6 +481,7 @@ impl Cleaner {
     async fn run_locked(
         &self,
         plan: &Plan,
+        lock: &mut lock::RunnerLock,
         progress: &(dyn Fn(CleanupProgress) + Send + Sync),
         stop: &AtomicBool,
         report: &mut CleanupReport,
@@ -527,7 +528,7 @@ impl Cleaner {
             }
         };
 
-        let tally = self.batches(plan, progress, stop, report.expected_total, run_id).await;
+        let tally = self.batches(plan, lock, progress, stop, report.expected_total, run_id).await;
         report.rows_removed = tally.removed;
         report.batches = tally.batches;
         report.errors = tally.errors;
@@ -597,6 +598,7 @@ impl Cleaner {
     async fn batches(
         &self,
         plan: &Plan,
+        lock: &mut lock::RunnerLock,
         progress: &(dyn Fn(CleanupProgress) + Send + Sync),
         stop: &AtomicBool,
         expected_total: Option<u64>,
@@ -621,7 +623,7 @@ impl Cleaner {
             let mut attempt = 0u32;
             let outcome = loop {
                 let batch_started = Instant::now();
-                match plan.batch(&self.db, config.batch_size).await {
+                match plan.batch(&self.db, lock.postgres_connection(), config.batch_size).await {
                     Ok(outcome) => {
                         tally.longest_batch = tally.longest_batch.max(batch_started.elapsed());
                         break Some(outcome);

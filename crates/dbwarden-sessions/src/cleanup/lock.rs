@@ -201,6 +201,15 @@ pub(crate) async fn acquire(
 }
 
 impl RunnerLock {
+    /// The PostgreSQL connection that holds the lock, which the run's
+    /// batches use.
+    pub(crate) fn postgres_connection(&mut self) -> Option<&mut sqlx::PgConnection> {
+        match self {
+            RunnerLock::Postgres { conn, .. } => Some(&mut **conn),
+            _ => None,
+        }
+    }
+
     /// Gives the lock back; the connection that held it is closed either way.
     pub(crate) async fn release(self) {
         let released = match self {

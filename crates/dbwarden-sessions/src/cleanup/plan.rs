@@ -37,7 +37,8 @@
 
 use std::sync::Mutex;
 
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::postgres::PgConnection;
+use sqlx::{AssertSqlSafe, Connection, Row};
 
 use crate::catalog::Layout;
 use crate::db::{Backend, SessionDatabase, on_pool};
@@ -80,8 +81,11 @@ const RANGE_FILL: f64 = 0.8;
 /// Opens a sweep batch's transaction: a row an application holds locked is
 /// waited for this long at most (its save is one short statement); a longer
 /// lock makes the batch take that range again without the locked rows, which
-/// the run's last statements pick up once they are free.
-const BEGIN_BOUNDED_WAIT: &str = "BEGIN; SET LOCAL lock_timeout = '100ms'";
+/// the run's last statements pick up once they are free. The commit does not
+/// wait for its WAL flush: a crash can only undo the last few batches, which
+/// the next run deletes again, and small batches would otherwise spend more
+/// time waiting for the disk than deleting.
+const BEGIN_BOUNDED_WAIT: &str = "BEGIN; SET LOCAL lock_timeout = '100ms'; SET LOCAL synchronous_commit = off";
 
 /// Whether PostgreSQL gave up waiting for a row lock (`lock_not_available`).
 fn is_lock_timeout(error: &sqlx::Error) -> bool {
@@ -259,9 +263,9 @@ impl Plan {
     /// The next batch of a PostgreSQL page sweep. `None` once the sweep is
     /// over (or there is none) and the rows it missed are looked for by the
     /// `LIMIT` statement.
-    async fn sweep(&self, pool: &sqlx::PgPool, limit: u64) -> Result<Option<BatchOutcome>, sqlx::Error> {
+    async fn sweep(&self, conn: &mut PgConnection, limit: u64) -> Result<Option<BatchOutcome>, sqlx::Error> {
         if limit < MIN_RANGE_BATCH {
-            return self.sweep_to_nth(pool, limit).await;
+            return self.sweep_to_nth(conn, limit).await;
         }
         let n = self.binds.len();
         let sql = format!(
@@ -283,7 +287,7 @@ impl Plan {
             }
             let to = sweep.from.0.saturating_add(sweep.pages).min(sweep.end_page);
             let covered = to - sweep.from.0;
-            let mut tx = pool.begin_with(BEGIN_BOUNDED_WAIT).await?;
+            let mut tx = conn.begin_with(BEGIN_BOUNDED_WAIT).await?;
             let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
             for bind in &self.binds {
                 query = query.bind(*bind);
@@ -298,7 +302,7 @@ impl Plan {
                     tx.rollback().await?;
                     if covered == 1 {
                         // One page holds more than a batch: take it `limit` rows at a time.
-                        return self.sweep_to_nth(pool, limit).await;
+                        return self.sweep_to_nth(conn, limit).await;
                     }
                     let deleted = done.rows_affected();
                     sweep.pages = (((covered as f64) * target / deleted as f64) as u64).clamp(1, covered / 2);
@@ -311,7 +315,7 @@ impl Plan {
                 }
                 Err(error) if is_lock_timeout(&error) => {
                     tx.rollback().await?;
-                    self.delete_unlocked(pool, sweep.from, (to, 0), limit).await?.0
+                    self.delete_unlocked(conn, sweep.from, (to, 0), limit).await?.0
                 }
                 Err(error) => return Err(error),
             };
@@ -360,7 +364,7 @@ impl Plan {
 
     /// One sweep statement that finds the `limit`-th target row from where
     /// the sweep is and deletes the targets up to it.
-    async fn sweep_to_nth(&self, pool: &sqlx::PgPool, limit: u64) -> Result<Option<BatchOutcome>, sqlx::Error> {
+    async fn sweep_to_nth(&self, conn: &mut PgConnection, limit: u64) -> Result<Option<BatchOutcome>, sqlx::Error> {
         let Some(mut sweep) = self.sweep.lock().ok().and_then(|guard| *guard) else { return Ok(None) };
         let n = self.binds.len();
         let (from, end, nth) = (n + 1, n + 2, n + 3);
@@ -380,7 +384,7 @@ impl Plan {
         for bind in &self.binds {
             query = query.bind(*bind);
         }
-        let mut tx = pool.begin_with(BEGIN_BOUNDED_WAIT).await?;
+        let mut tx = conn.begin_with(BEGIN_BOUNDED_WAIT).await?;
         let done = query
             .bind(format!("({},{})", sweep.from.0, sweep.from.1))
             .bind(format!("({},0)", sweep.end_page))
@@ -396,7 +400,7 @@ impl Plan {
             }
             Err(error) if is_lock_timeout(&error) => {
                 tx.rollback().await?;
-                let (deleted, last) = self.delete_unlocked(pool, sweep.from, (sweep.end_page, 0), limit).await?;
+                let (deleted, last) = self.delete_unlocked(conn, sweep.from, (sweep.end_page, 0), limit).await?;
                 // Fewer than `limit` deleted: no free target is left on the swept pages.
                 (deleted, last.filter(|_| deleted >= limit))
             }
@@ -418,7 +422,7 @@ impl Plan {
     /// skipped rows, and the run's last statements come back for them.
     async fn delete_unlocked(
         &self,
-        pool: &sqlx::PgPool,
+        conn: &mut PgConnection,
         from: (u64, u64),
         to: (u64, u64),
         limit: u64,
@@ -442,7 +446,7 @@ impl Plan {
             .bind(format!("({},{})", from.0, from.1))
             .bind(format!("({},{})", to.0, to.1))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await?;
         let deleted = u64::try_from(row.try_get::<i64, _>(0)?).unwrap_or(0);
         let last: Option<String> = row.try_get(1)?;
@@ -450,13 +454,29 @@ impl Plan {
     }
 
     /// Deletes at most `limit` target rows, each statement its own transaction.
-    pub(crate) async fn batch(&self, db: &SessionDatabase, limit: u64) -> Result<BatchOutcome, sqlx::Error> {
+    /// On PostgreSQL the batches run on `held` when given (the connection
+    /// that holds the run's lock): no pool checkout per batch, and a run
+    /// whose lock connection is lost cannot go on without its lock.
+    pub(crate) async fn batch(
+        &self,
+        db: &SessionDatabase,
+        held: Option<&mut PgConnection>,
+        limit: u64,
+    ) -> Result<BatchOutcome, sqlx::Error> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let limit_param = placeholder(self.backend, self.binds.len() + 1);
         let (table, key, condition) = (&self.table_sql, &self.key, &self.condition);
         match db {
             SessionDatabase::Postgres(pool) => {
-                if let Some(outcome) = self.sweep(pool, u64::try_from(limit).unwrap_or(0)).await? {
+                let mut pooled;
+                let conn: &mut PgConnection = match held {
+                    Some(conn) => conn,
+                    None => {
+                        pooled = pool.acquire().await?;
+                        &mut pooled
+                    }
+                };
+                if let Some(outcome) = self.sweep(conn, u64::try_from(limit).unwrap_or(0)).await? {
                     return Ok(outcome);
                 }
                 let address = if self.pg_ctid { "ctid" } else { key.as_str() };
@@ -468,7 +488,7 @@ impl Plan {
                 for bind in &self.binds {
                     query = query.bind(*bind);
                 }
-                let deleted = query.bind(limit).execute(pool).await?.rows_affected();
+                let deleted = query.bind(limit).execute(&mut *conn).await?.rows_affected();
                 Ok(BatchOutcome { deleted, picked: deleted })
             }
             SessionDatabase::Sqlite(pool) => {
