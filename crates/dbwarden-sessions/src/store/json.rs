@@ -584,6 +584,52 @@ mod tests {
         }
     }
 
+    /// Damaged documents (truncated, a byte replaced, removed or inserted)
+    /// are accepted exactly when serde_json accepts them, and then read as
+    /// the same members.
+    #[test]
+    fn damaged_documents_are_accepted_exactly_when_serde_json_accepts_them() {
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let bytes_to_try =
+            [b'{', b'}', b'[', b']', b'"', b',', b':', b'\\', b'u', b'1', b'0', b' ', b'e', b'-', b'.', 0xff];
+        let (mut accepted, mut refused) = (0, 0);
+        for round in 0..3000_u64 {
+            let doc: Map<String, Value> = (0..3).map(|i| (format!("key{i}"), random_value(&mut state, 1))).collect();
+            let mut text = serde_json::to_vec(&doc).expect("encode");
+            // A position spread over the document by a multiplicative hash of the round.
+            let at = (round.wrapping_mul(0x9e37_79b9) >> 7) as usize % text.len();
+            let byte = bytes_to_try[round as usize % bytes_to_try.len()];
+            match round % 4 {
+                0 => text.truncate(at),
+                1 => text[at] = byte,
+                2 => {
+                    text.remove(at);
+                }
+                _ => text.insert(at, byte),
+            }
+            let theirs = serde_json::from_slice::<Map<String, Value>>(&text);
+            let ours = parse_object(&text);
+            assert_eq!(
+                ours.is_ok(),
+                theirs.is_ok(),
+                "{:?}: ours {:?}, serde_json {:?}",
+                String::from_utf8_lossy(&text),
+                ours.as_ref().err(),
+                theirs.as_ref().err()
+            );
+            if ours.is_ok() {
+                accepted += 1;
+            } else {
+                refused += 1;
+            }
+            if let (Ok((_, members)), Ok(map)) = (ours, theirs) {
+                let read: Map<String, Value> = members.into_iter().map(|m| (m.name, m.value)).collect();
+                assert_eq!(read.len(), map.len(), "{:?}", String::from_utf8_lossy(&text));
+            }
+        }
+        assert!(accepted > 300 && refused > 300, "both outcomes exercised: {accepted} accepted, {refused} refused");
+    }
+
     #[test]
     fn fingerprints_written_while_parsing_match_those_of_the_values() {
         let doc = r#"{"a":[1,-2,3.5,"x",null,true,false,[],{}],"b":{"x":{"p":1,"q":[{"z":0}]},"y":"\u00e9"},
