@@ -155,8 +155,10 @@ fn wants_details(state: &AppState, headers: &HeaderMap) -> bool {
 }
 
 /// `GET /health`: 200 for pass and warn, 503 for fail.
-pub(crate) async fn health(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let details = wants_details(&state, &headers);
+pub(crate) async fn health(State(state): State<AppState>, request: axum::extract::Request) -> Response {
+    // The whole request rather than a `HeaderMap` extractor, which would
+    // copy every header on each probe.
+    let details = wants_details(&state, request.headers());
     let name = if details { CachedBody::HealthDetails } else { CachedBody::HealthStatus };
     let cache = &state.inner.cache;
     let (code, body) = match cache.body(name) {
