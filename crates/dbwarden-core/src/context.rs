@@ -25,6 +25,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use crate::fingerprint::Fingerprint;
+use crate::monitor::cut_str;
 use crate::route::RouteHandle;
 
 /// Distinct fingerprints tallied per request; statements past this many
@@ -465,18 +466,6 @@ impl fmt::Debug for EnteredScope<'_> {
 fn cut(s: &mut String, max: usize) {
     let len = cut_str(s, max).len();
     s.truncate(len);
-}
-
-/// `s` cut to at most `max` bytes at a character boundary.
-fn cut_str(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 #[cfg(test)]

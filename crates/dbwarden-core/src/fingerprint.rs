@@ -295,11 +295,7 @@ impl Serialize for Fingerprint {
 }
 
 fn floor_boundary(s: &str, max: usize) -> usize {
-    let mut i = max.min(s.len());
-    while !s.is_char_boundary(i) {
-        i -= 1;
-    }
-    i
+    crate::monitor::cut_str(s, max).len()
 }
 
 fn cap_text(text: String) -> Arc<str> {

@@ -1399,14 +1399,19 @@ impl SignalValues<'_> {
     }
 }
 
-/// `s` cut to at most `max` bytes at a character boundary.
-pub(crate) fn truncate(s: &str, max: usize) -> String {
+/// `s` cut to at most `max` bytes at a character boundary, borrowed.
+pub(crate) fn cut_str(s: &str, max: usize) -> &str {
     if s.len() <= max {
-        return s.to_owned();
+        return s;
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_owned()
+    &s[..end]
+}
+
+/// `s` cut to at most `max` bytes at a character boundary.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    cut_str(s, max).to_owned()
 }

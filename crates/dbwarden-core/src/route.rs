@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::histogram::{Histogram, HistogramConfig};
 use crate::keyed::KeyedFigures;
-use crate::monitor::{Monitor, RouteKey, truncate};
+use crate::monitor::{Monitor, RouteKey, cut_str, truncate};
 use crate::shard::ShardSlot;
 
 /// The longest method kept; longer ones are cut.
@@ -204,8 +204,8 @@ impl RouteTable {
 
     /// The handle of `method` and `route`, resolving it on first use.
     pub(crate) fn handle(&self, method: &str, route: &str) -> RouteHandle {
-        let method = cut(method, MAX_METHOD_LEN);
-        let route = cut(route, MAX_ROUTE_LEN);
+        let method = cut_str(method, MAX_METHOD_LEN);
+        let route = cut_str(route, MAX_ROUTE_LEN);
         let mut routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(handle) = routes.get(method).and_then(|by_route| by_route.get(route)) {
             return handle.clone();
@@ -229,8 +229,8 @@ impl RouteTable {
 
     /// The statistics `method` and `route` are recorded into.
     pub(crate) fn stats(&self, method: &str, route: &str) -> Arc<RouteStats> {
-        let method = cut(method, MAX_METHOD_LEN);
-        let route = cut(route, MAX_ROUTE_LEN);
+        let method = cut_str(method, MAX_METHOD_LEN);
+        let route = cut_str(route, MAX_ROUTE_LEN);
         {
             let routes = self.routes.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(stats) =
@@ -277,18 +277,6 @@ impl RouteTable {
         }
         self.other.reset();
     }
-}
-
-/// `s` cut to at most `max` bytes at a character boundary, borrowed.
-fn cut(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 impl Monitor {
