@@ -231,6 +231,34 @@ pub struct CleanupReport {
 }
 
 impl CleanupReport {
+    /// The report of a run of `mode` on `table` (on `backend`) that starts
+    /// now: nothing done yet, the lock taken at once until told otherwise.
+    fn starting(mode: &CleanupMode, table: String, backend: &'static str, started_at_ms: i64, dry_run: bool) -> Self {
+        CleanupReport {
+            mode: mode.as_str(),
+            max_age_seconds: match mode {
+                CleanupMode::Force { max_age } => Some(max_age.as_secs()),
+                _ => None,
+            },
+            table,
+            backend,
+            run_id: None,
+            started_at_ms,
+            finished_at_ms: started_at_ms,
+            rows_removed: 0,
+            rows_would_remove: None,
+            expected_total: None,
+            batches: 0,
+            errors: 0,
+            gave_up: false,
+            longest_batch_ms: 0,
+            lock: LockOutcome::Acquired,
+            dry_run,
+            budget_exhausted: false,
+            interrupted: false,
+        }
+    }
+
     /// Whether the run ran to completion without a failed batch: not skipped,
     /// no errors. (A run cut by its time budget counts as ok.)
     pub fn is_clean(&self) -> bool {
@@ -431,29 +459,13 @@ impl Cleaner {
             table: table.display_name().to_owned(),
             message: dbwarden_core::redact::redact_message(&err.to_string()),
         })?;
-        let mut report = CleanupReport {
-            mode: mode.as_str(),
-            max_age_seconds: match mode {
-                CleanupMode::Force { max_age } => Some(max_age.as_secs()),
-                _ => None,
-            },
-            table: table.display_name().to_owned(),
-            backend: table.backend().as_str(),
-            run_id: None,
+        let mut report = CleanupReport::starting(
+            &mode,
+            table.display_name().to_owned(),
+            table.backend().as_str(),
             started_at_ms,
-            finished_at_ms: started_at_ms,
-            rows_removed: 0,
-            rows_would_remove: None,
-            expected_total: None,
-            batches: 0,
-            errors: 0,
-            gave_up: false,
-            longest_batch_ms: 0,
-            lock: LockOutcome::Acquired,
-            dry_run: self.config.dry_run,
-            budget_exhausted: false,
-            interrupted: false,
-        };
+            self.config.dry_run,
+        );
         let Some(lock) = lock else {
             let held_by = runs::running_host(&self.db, table).await.ok().flatten();
             tracing::info!(
@@ -891,26 +903,7 @@ mod tests {
 
     #[test]
     fn skipped_or_failed_runs_are_not_clean() {
-        let report = CleanupReport {
-            mode: "expired",
-            max_age_seconds: None,
-            table: "t".into(),
-            backend: "sqlite",
-            run_id: None,
-            started_at_ms: 0,
-            finished_at_ms: 0,
-            rows_removed: 0,
-            rows_would_remove: None,
-            expected_total: None,
-            batches: 0,
-            errors: 0,
-            gave_up: false,
-            longest_batch_ms: 0,
-            lock: LockOutcome::Acquired,
-            dry_run: false,
-            budget_exhausted: false,
-            interrupted: false,
-        };
+        let report = CleanupReport::starting(&CleanupMode::Expired, "t".into(), "sqlite", 0, false);
         assert!(report.is_clean());
         assert!(!CleanupReport { errors: 1, ..report.clone() }.is_clean());
         assert!(!CleanupReport { lock: LockOutcome::Skipped { held_by: None }, ..report }.is_clean());
