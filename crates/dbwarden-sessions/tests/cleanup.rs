@@ -16,6 +16,7 @@ use dbwarden_sessions::{
     Preset, SchemaConfig, SessionDatabase, SessionTable, TableError, TableMapping, migrate,
 };
 use sqlx::AssertSqlSafe;
+use support::{exec, scalar};
 
 const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -75,26 +76,6 @@ async fn open(backend: Backend) -> (SessionDatabase, Option<tempfile::TempDir>) 
         }
         _ => (support::server_db(backend).await, None),
     }
-}
-
-async fn exec(db: &SessionDatabase, sql: &str) {
-    let sql = sql.to_owned();
-    let result = match db {
-        SessionDatabase::Postgres(pool) => sqlx::query(AssertSqlSafe(sql.clone())).execute(pool).await.map(|_| ()),
-        SessionDatabase::MySql(pool) => sqlx::query(AssertSqlSafe(sql.clone())).execute(pool).await.map(|_| ()),
-        SessionDatabase::Sqlite(pool) => sqlx::query(AssertSqlSafe(sql.clone())).execute(pool).await.map(|_| ()),
-    };
-    result.unwrap_or_else(|err| panic!("{sql}: {err}"));
-}
-
-async fn scalar(db: &SessionDatabase, sql: &str) -> i64 {
-    let sql = sql.to_owned();
-    let result: Result<i64, sqlx::Error> = match db {
-        SessionDatabase::Postgres(pool) => sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(pool).await,
-        SessionDatabase::MySql(pool) => sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(pool).await,
-        SessionDatabase::Sqlite(pool) => sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(pool).await,
-    };
-    result.unwrap_or_else(|err| panic!("{sql}: {err}"))
 }
 
 /// The real DDL of each framework's session table (see each project's

@@ -10,9 +10,13 @@ use std::time::{Duration, Instant};
 
 use dbwarden_sessions::{SchemaConfig, SessionDatabase, migrate};
 use serde_json::Value;
-use sqlx::AssertSqlSafe;
 
 mod support;
+// The session suites' database helpers, shared rather than copied.
+#[path = "../../dbwarden-sessions/tests/support/mod.rs"]
+mod sessions;
+
+use sessions::{exec, postgres_url, scalar};
 
 fn dbwarden() -> Command {
     let mut cmd = support::dbwarden();
@@ -36,35 +40,6 @@ fn stderr(out: &Output) -> String {
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_millis() as i64
-}
-
-fn postgres_url() -> String {
-    std::env::var("DBWARDEN_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
-}
-
-fn unique_table(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").subsec_nanos();
-    format!("{prefix}_{}_{nanos}", std::process::id())
-}
-
-async fn exec(db: &SessionDatabase, sql: &str) {
-    let sql = sql.to_owned();
-    let result = match db {
-        SessionDatabase::Postgres(pool) => sqlx::query(AssertSqlSafe(sql.clone())).execute(pool).await.map(|_| ()),
-        SessionDatabase::MySql(pool) => sqlx::query(AssertSqlSafe(sql.clone())).execute(pool).await.map(|_| ()),
-        SessionDatabase::Sqlite(pool) => sqlx::query(AssertSqlSafe(sql.clone())).execute(pool).await.map(|_| ()),
-    };
-    result.unwrap_or_else(|e| panic!("{sql}: {e}"));
-}
-
-async fn scalar(db: &SessionDatabase, sql: &str) -> i64 {
-    let sql = sql.to_owned();
-    let result: Result<i64, sqlx::Error> = match db {
-        SessionDatabase::Postgres(pool) => sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(pool).await,
-        SessionDatabase::MySql(pool) => sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(pool).await,
-        SessionDatabase::Sqlite(pool) => sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(pool).await,
-    };
-    result.unwrap_or_else(|e| panic!("{sql}: {e}"))
 }
 
 /// `expired` sessions that expired an hour ago and `live` ones that expire
@@ -106,7 +81,7 @@ async fn sqlite_with_sessions(dir: &Path, expired: i64, live: i64) -> (String, S
 async fn a_run_killed_halfway_is_finished_by_the_next_one() {
     let url = postgres_url();
     let db = SessionDatabase::connect(&url).await.unwrap_or_else(|e| panic!("PostgreSQL is required: {e}"));
-    let table = unique_table("killed");
+    let table = sessions::unique_name("killed");
     let schema = SchemaConfig::new(&table).expect("table name");
     migrate(&db, &schema).await.expect("migrate");
     fill(&db, &table, 20_000, 2_000).await;

@@ -54,6 +54,30 @@ pub fn unique_schema() -> SchemaConfig {
     SchemaConfig::new(&unique_name("s")).expect("valid table name")
 }
 
+/// Runs `sql` on `db`; panics (fails the test) naming the statement when it fails.
+pub async fn exec(db: &SessionDatabase, sql: &str) {
+    use sqlx::AssertSqlSafe;
+    let sql = sql.to_owned();
+    let result = match db {
+        SessionDatabase::Postgres(pool) => sqlx::query(AssertSqlSafe(sql.clone())).execute(pool).await.map(|_| ()),
+        SessionDatabase::MySql(pool) => sqlx::query(AssertSqlSafe(sql.clone())).execute(pool).await.map(|_| ()),
+        SessionDatabase::Sqlite(pool) => sqlx::query(AssertSqlSafe(sql.clone())).execute(pool).await.map(|_| ()),
+    };
+    result.unwrap_or_else(|err| panic!("{sql}: {err}"));
+}
+
+/// The one integer `sql` selects on `db`; panics naming the statement when it fails.
+pub async fn scalar(db: &SessionDatabase, sql: &str) -> i64 {
+    use sqlx::AssertSqlSafe;
+    let sql = sql.to_owned();
+    let result: Result<i64, sqlx::Error> = match db {
+        SessionDatabase::Postgres(pool) => sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(pool).await,
+        SessionDatabase::MySql(pool) => sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(pool).await,
+        SessionDatabase::Sqlite(pool) => sqlx::query_scalar(AssertSqlSafe(sql.clone())).fetch_one(pool).await,
+    };
+    result.unwrap_or_else(|err| panic!("{sql}: {err}"))
+}
+
 /// Drops the test's session table and its migration records.
 pub async fn drop_table(db: &SessionDatabase, schema: &SchemaConfig) {
     use sqlx::AssertSqlSafe;
