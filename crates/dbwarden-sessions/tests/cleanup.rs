@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use dbwarden_core::{Clock, Monitor, SystemClock};
 use dbwarden_sessions::{
-    Backend, Cleaner, CleanupConfig, CleanupError, CleanupMode, CleanupProgress, LockOutcome, LockPolicy, OrphanRule,
-    Preset, SchemaConfig, SessionDatabase, SessionTable, TableError, TableMapping, migrate,
+    Backend, Cleaner, CleanupConfig, CleanupError, CleanupMode, CleanupProgress, CleanupReport, LockOutcome,
+    LockPolicy, OrphanRule, Preset, SchemaConfig, SessionDatabase, SessionTable, TableError, TableMapping, migrate,
 };
 use sqlx::AssertSqlSafe;
 use support::{exec, scalar};
@@ -605,9 +605,7 @@ async fn one_runner_at_a_time(backend: Backend) {
 
     // The first runner holds the lock from its first batch until the second
     // has tried and returned.
-    let (progress, holding_rx, done_tx) = hold_after_first_batch();
-    let first_run = tokio::spawn(async move { first.run_once(CleanupMode::Expired, &progress).await });
-    holding_rx.await.expect("the first runner started");
+    let (first_run, done_tx) = start_holding_the_lock(first).await;
     let skipped = second.run_once(CleanupMode::Expired, &|_| {}).await.expect("second runner");
     done_tx.send(()).expect("release the first runner");
     let acquired = first_run.await.expect("join").expect("first runner");
@@ -634,10 +632,8 @@ async fn a_waiting_runner_gives_up_when_the_lock_stays_held(backend: Backend) {
     let first = fx.cleaner(small_batches(10)).await;
     let waiting = CleanupConfig { lock: LockPolicy::Wait(Duration::from_millis(1500)), ..small_batches(10) };
     let second = fx.cleaner_elsewhere(waiting).await;
-    let (progress, holding, done) = hold_after_first_batch();
+    let (first_run, done) = start_holding_the_lock(first).await;
 
-    let first_run = tokio::spawn(async move { first.run_once(CleanupMode::Expired, &progress).await });
-    holding.await.expect("the first runner started");
     let gave_up = second.run_once(CleanupMode::Expired, &|_| {}).await.expect("second runner");
     done.send(()).expect("release the first runner");
     let acquired = first_run.await.expect("join").expect("first runner");
@@ -654,10 +650,8 @@ async fn a_waiting_runner_takes_the_lock_once_it_is_released(backend: Backend) {
     let first = fx.cleaner(small_batches(10)).await;
     let waiting = CleanupConfig { lock: LockPolicy::Wait(Duration::from_secs(20)), ..small_batches(10) };
     let second = fx.cleaner_elsewhere(waiting).await;
-    let (progress, holding, done) = hold_after_first_batch();
+    let (first_run, done) = start_holding_the_lock(first).await;
 
-    let first_run = tokio::spawn(async move { first.run_once(CleanupMode::Expired, &progress).await });
-    holding.await.expect("the first runner started");
     let second_run = tokio::spawn(async move { second.run_once(CleanupMode::Expired, &|_| {}).await });
     let held = Duration::from_millis(400);
     tokio::time::sleep(held).await;
@@ -751,10 +745,12 @@ support::on_every_backend!(
     the_time_budget_stops_between_batches,
 );
 
-/// Holds the first runner inside its first progress callback until the
-/// returned sender fires, so a second runner can be tried while the lock is held.
-fn hold_after_first_batch()
--> (impl Fn(CleanupProgress) + Send + Sync, tokio::sync::oneshot::Receiver<()>, std::sync::mpsc::Sender<()>) {
+/// Starts `first` and returns once it holds the run's lock: it stays inside
+/// its first progress callback until the returned sender fires, so a second
+/// runner can be tried meanwhile.
+async fn start_holding_the_lock(
+    first: Cleaner,
+) -> (tokio::task::JoinHandle<Result<CleanupReport, CleanupError>>, std::sync::mpsc::Sender<()>) {
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let done_rx = Mutex::new(done_rx);
     let (holding_tx, holding_rx) = tokio::sync::oneshot::channel::<()>();
@@ -769,7 +765,9 @@ fn hold_after_first_batch()
             });
         }
     };
-    (progress, holding_rx, done_tx)
+    let first_run = tokio::spawn(async move { first.run_once(CleanupMode::Expired, &progress).await });
+    holding_rx.await.expect("the first runner started");
+    (first_run, done_tx)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -789,10 +787,8 @@ async fn in_memory_sqlite_runners_exclude_each_other_in_process() {
     fx.insert_sessions(0, 25, 0).await;
     let first = Cleaner::new(db.clone(), table.clone(), small_batches(10));
     let second = Cleaner::new(db.clone(), table, small_batches(10));
-    let (progress, holding, done) = hold_after_first_batch();
+    let (first_run, done) = start_holding_the_lock(first).await;
 
-    let first_run = tokio::spawn(async move { first.run_once(CleanupMode::Expired, &progress).await });
-    holding.await.expect("the first runner started");
     let skipped = second.run_once(CleanupMode::Expired, &|_| {}).await.expect("second runner");
     done.send(()).expect("release the first runner");
     let acquired = first_run.await.expect("join").expect("first runner");
