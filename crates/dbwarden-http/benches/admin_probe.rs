@@ -25,11 +25,11 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::Request;
 use axum::routing::get;
-use dbwarden_core::{Monitor, Outcome, PoolSample};
 use dbwarden_http::{AdminConfig, AdminToken, AppState, RateLimitConfig, router};
 use tower::ServiceExt;
 
-const TOKEN: &str = "bench-admin-token-0123456789abcdef";
+mod common;
+use common::TOKEN;
 
 fn request(path: &str) -> Request<Body> {
     Request::builder().uri(path).header("authorization", format!("Bearer {TOKEN}")).body(Body::empty()).unwrap()
@@ -50,16 +50,7 @@ fn main() {
     let rate_limit = std::env::var("DBWARDEN_PROBE_RATE_LIMIT").is_ok_and(|v| v == "1");
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     runtime.block_on(async {
-        let monitor = Monitor::new();
-        for i in 0..200u64 {
-            monitor.record_query(
-                &format!("SELECT * FROM t{} WHERE id = {i}", i % 40),
-                Duration::from_micros(300 + i),
-                1,
-                Outcome::Success,
-            );
-        }
-        monitor.record_pool_sample(PoolSample { size: 10, idle: 7, in_use: 3, pending: 0, max: 10, min: 1 });
+        let monitor = common::populated_monitor();
         let mut admin = AdminConfig::new(AdminToken::new(TOKEN).unwrap());
         admin.rate_limit = rate_limit.then_some(RateLimitConfig { burst: u32::MAX, per_second: 1e9, max_clients: 10 });
         admin.report_cache = Duration::from_secs(3600);

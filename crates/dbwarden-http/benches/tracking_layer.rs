@@ -29,34 +29,11 @@ use dbwarden_http::RequestTrackingLayer;
 use http::Request;
 use tower::{Service, ServiceExt};
 
+mod common;
+use common::PassThroughLayer;
+
 async fn hello(Path(id): Path<u32>) -> String {
     format!("hello {id}")
-}
-
-/// A layer that only passes requests through.
-#[derive(Clone)]
-struct PassThroughLayer;
-
-impl<S> tower::Layer<S> for PassThroughLayer {
-    type Service = PassThrough<S>;
-    fn layer(&self, inner: S) -> PassThrough<S> {
-        PassThrough(inner)
-    }
-}
-
-#[derive(Clone)]
-struct PassThrough<S>(S);
-
-impl<S: Service<R>, R> Service<R> for PassThrough<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-    fn call(&mut self, request: R) -> S::Future {
-        self.0.call(request)
-    }
 }
 
 /// The bare, pass-through and tracked routers, each turned into routes once

@@ -33,6 +33,9 @@ use dbwarden_http::RequestTrackingLayer;
 use dbwarden_sqlx::MonitoredPool;
 use sqlx::{Row, Sqlite};
 
+mod common;
+use common::PassThroughLayer;
+
 fn requests_per_second(wrk_output: &str) -> Option<f64> {
     wrk_output.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok())
 }
@@ -79,33 +82,6 @@ async fn author(State(pool): State<MonitoredPool<Sqlite>>, Path(id): Path<i64>) 
 
 fn app(pool: MonitoredPool<Sqlite>) -> Router {
     Router::new().route("/hello/{id}", get(hello)).route("/authors/{id}", get(author)).with_state(pool)
-}
-
-/// A layer that only passes requests through: what wrapping every route in
-/// any tower layer costs, for comparison.
-#[derive(Clone)]
-struct PassThroughLayer;
-
-impl<S> tower::Layer<S> for PassThroughLayer {
-    type Service = PassThrough<S>;
-    fn layer(&self, inner: S) -> PassThrough<S> {
-        PassThrough(inner)
-    }
-}
-
-#[derive(Clone)]
-struct PassThrough<S>(S);
-
-impl<S: tower::Service<R>, R> tower::Service<R> for PassThrough<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-    fn poll_ready(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), S::Error>> {
-        self.0.poll_ready(cx)
-    }
-    fn call(&mut self, request: R) -> S::Future {
-        self.0.call(request)
-    }
 }
 
 async fn serve(router: Router) -> SocketAddr {

@@ -14,10 +14,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use axum::routing::get;
-use dbwarden_core::{Monitor, Outcome, PoolSample};
 use dbwarden_http::{AdminConfig, AdminToken, AppState, router};
 
-const TOKEN: &str = "bench-admin-token-0123456789abcdef";
+mod common;
+use common::TOKEN;
 
 fn requests_per_second(wrk_output: &str) -> Option<f64> {
     wrk_output.lines().find_map(|l| l.strip_prefix("Requests/sec:")).and_then(|v| v.trim().parse().ok())
@@ -63,16 +63,7 @@ fn main() {
     // One server thread; wrk takes the other core.
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let addr: SocketAddr = runtime.block_on(async {
-        let monitor = Monitor::new();
-        for i in 0..200u64 {
-            monitor.record_query(
-                &format!("SELECT * FROM t{} WHERE id = {i}", i % 40),
-                Duration::from_micros(300 + i),
-                1,
-                Outcome::Success,
-            );
-        }
-        monitor.record_pool_sample(PoolSample { size: 10, idle: 7, in_use: 3, pending: 0, max: 10, min: 1 });
+        let monitor = common::populated_monitor();
         let mut admin = AdminConfig::new(AdminToken::new(TOKEN).unwrap());
         // The rate limit would measure itself, not the endpoints.
         admin.rate_limit = None;
