@@ -35,7 +35,7 @@
 //! Every value (the cut-off, the chunk size, the keys) is a bind parameter;
 //! identifiers come from a verified [`SessionTable`] or are validated here.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Row};
@@ -110,7 +110,6 @@ struct Sweep {
 /// The statements of one run, built once before the lock is taken.
 #[derive(Debug)]
 pub(crate) struct Plan {
-    backend: Backend,
     table_sql: String,
     key: String,
     /// The condition on the aliased table (columns unqualified or `dbw_s.`).
@@ -119,14 +118,105 @@ pub(crate) struct Plan {
     condition_unaliased: String,
     /// Bind values of the condition, in placeholder order.
     binds: Vec<i64>,
-    sqlite_rowid: bool,
-    /// PostgreSQL: rows are addressed by `ctid` (a plain, unpartitioned table).
-    pg_ctid: bool,
     /// PostgreSQL 14+ ordinary tables: the page sweep, `None` once it ended.
     sweep: Mutex<Option<Sweep>>,
     /// The target rows [`Plan::count`] found last.
     counted: Mutex<Option<u64>>,
     mysql_key: KeyKind,
+    /// The batch statements, built once for the run.
+    sql: Statements,
+}
+
+/// The text of a run's batch statements; each takes the condition's binds
+/// first, then its own parameters.
+#[derive(Debug)]
+struct Statements {
+    /// PostgreSQL sweep: targets in a row-address range (`from`, `to`).
+    range: Arc<str>,
+    /// PostgreSQL sweep: targets from `from` up to the `n`-th (`from`, `end`, `n`).
+    to_nth: Arc<str>,
+    /// PostgreSQL sweep: up to `n` unlocked targets in a range (`from`, `to`, `n`).
+    unlocked: Arc<str>,
+    /// PostgreSQL and SQLite: up to `n` targets anywhere (`n`); MySQL: the
+    /// chunk of keys to delete (`n`).
+    limited: Arc<str>,
+}
+
+impl Statements {
+    fn new(plan: &PlanText<'_>) -> Statements {
+        let PlanText { backend, table, key, condition, binds, pg_ctid, sqlite_rowid, mysql_key } = *plan;
+        let (p1, p2, p3) = (binds + 1, binds + 2, binds + 3);
+        let limit_param = placeholder(backend, p1);
+        let limited = match backend {
+            Backend::Postgres => {
+                let address = if pg_ctid { "ctid" } else { key };
+                format!(
+                    "DELETE FROM {table} WHERE {address} = ANY(ARRAY(SELECT {ALIAS}.{address} FROM {table} AS {ALIAS} \
+                     WHERE {condition} LIMIT {limit_param} FOR UPDATE SKIP LOCKED))"
+                )
+            }
+            Backend::Sqlite => {
+                let address = if sqlite_rowid { "rowid" } else { key };
+                format!(
+                    "DELETE FROM {table} WHERE {address} IN (SELECT {ALIAS}.{address} FROM {table} AS {ALIAS} \
+                     WHERE {condition} LIMIT {limit_param})"
+                )
+            }
+            Backend::MySql => {
+                let selected = match mysql_key {
+                    KeyKind::Bytes => format!("{ALIAS}.{key}"),
+                    KeyKind::Text => format!("CAST({ALIAS}.{key} AS CHAR)"),
+                };
+                format!("SELECT {selected} FROM {table} AS {ALIAS} WHERE {condition} LIMIT ?")
+            }
+        };
+        let range = format!("{ALIAS}.ctid >= ${p1}::tid AND {ALIAS}.ctid < ${p2}::tid");
+        Statements {
+            range: format!("DELETE FROM {table} AS {ALIAS} WHERE {range} AND {condition}").into(),
+            // Without ORDER BY the limit stops the TID range scan early; that
+            // scan returns rows in address order, and a statement that
+            // writes is never run in parallel.
+            to_nth: format!(
+                "WITH bound AS (SELECT {ALIAS}.ctid AS nth FROM {table} AS {ALIAS} WHERE {range} AND {condition} \
+                 OFFSET ${p3} - 1 LIMIT 1), \
+                 gone AS (DELETE FROM {table} AS {ALIAS} WHERE {range} \
+                 AND {ALIAS}.ctid <= COALESCE((SELECT nth FROM bound), ${p2}::tid) AND {condition} RETURNING 1) \
+                 SELECT (SELECT COUNT(*) FROM gone), (SELECT nth::text FROM bound)"
+            )
+            .into(),
+            unlocked: format!(
+                "WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT {ALIAS}.ctid FROM {table} AS {ALIAS} \
+                 WHERE {range} AND {condition} LIMIT ${p3} FOR UPDATE SKIP LOCKED)) RETURNING ctid) \
+                 SELECT COUNT(*), MAX(ctid)::text FROM gone"
+            )
+            .into(),
+            limited: limited.into(),
+        }
+    }
+}
+
+/// What the statements are built from.
+#[derive(Clone, Copy)]
+struct PlanText<'a> {
+    backend: Backend,
+    table: &'a str,
+    key: &'a str,
+    condition: &'a str,
+    binds: usize,
+    pg_ctid: bool,
+    sqlite_rowid: bool,
+    mysql_key: KeyKind,
+}
+
+/// `sql` with the plan's condition binds bound, ready for its own parameters.
+macro_rules! with_binds {
+    ($plan:expr, $sql:expr) => {{
+        let mut query = sqlx::query(AssertSqlSafe($sql));
+        for bind in &$plan.binds {
+            query = query.bind(*bind);
+        }
+        query
+    }};
 }
 
 /// What one batch did.
@@ -217,18 +307,28 @@ impl Plan {
             }
             _ => KeyKind::Text,
         };
-        Ok(Plan {
+        let table_sql = table.sql_name();
+        let key = table.col(&table.mapping().key);
+        let sql = Statements::new(&PlanText {
             backend,
-            table_sql: table.sql_name(),
-            key: table.col(&table.mapping().key),
+            table: &table_sql,
+            key: &key,
+            condition: &condition,
+            binds: binds.len(),
+            pg_ctid,
+            sqlite_rowid,
+            mysql_key,
+        });
+        Ok(Plan {
+            table_sql,
+            key,
             condition,
             condition_unaliased,
             binds,
-            sqlite_rowid,
-            pg_ctid,
             sweep: Mutex::new(sweep),
             counted: Mutex::new(None),
             mysql_key,
+            sql,
         })
     }
 
@@ -267,15 +367,6 @@ impl Plan {
         if limit < MIN_RANGE_BATCH {
             return self.sweep_to_nth(conn, limit).await;
         }
-        let n = self.binds.len();
-        let sql = format!(
-            "DELETE FROM {table} AS {ALIAS} WHERE {ALIAS}.ctid >= ${from}::tid AND {ALIAS}.ctid < ${to}::tid \
-             AND {condition}",
-            table = self.table_sql,
-            condition = self.condition,
-            from = n + 1,
-            to = n + 2,
-        );
         let target = (limit as f64 * RANGE_FILL).max(1.0);
         loop {
             let Some(mut sweep) = self.sweep.lock().ok().and_then(|guard| *guard) else { return Ok(None) };
@@ -288,11 +379,7 @@ impl Plan {
             let to = sweep.from.0.saturating_add(sweep.pages).min(sweep.end_page);
             let covered = to - sweep.from.0;
             let mut tx = conn.begin_with(BEGIN_BOUNDED_WAIT).await?;
-            let mut query = sqlx::query(AssertSqlSafe(sql.clone()));
-            for bind in &self.binds {
-                query = query.bind(*bind);
-            }
-            let done = query
+            let done = with_binds!(self, self.sql.range.clone())
                 .bind(format!("({},{})", sweep.from.0, sweep.from.1))
                 .bind(format!("({to},0)"))
                 .execute(&mut *tx)
@@ -366,26 +453,8 @@ impl Plan {
     /// the sweep is and deletes the targets up to it.
     async fn sweep_to_nth(&self, conn: &mut PgConnection, limit: u64) -> Result<Option<BatchOutcome>, sqlx::Error> {
         let Some(mut sweep) = self.sweep.lock().ok().and_then(|guard| *guard) else { return Ok(None) };
-        let n = self.binds.len();
-        let (from, end, nth) = (n + 1, n + 2, n + 3);
-        let (table, condition) = (&self.table_sql, &self.condition);
-        let range = format!("{ALIAS}.ctid >= ${from}::tid AND {ALIAS}.ctid < ${end}::tid");
-        // Without ORDER BY the limit stops the TID range scan early; that
-        // scan returns rows in address order, and a statement that writes
-        // is never run in parallel.
-        let sql = format!(
-            "WITH bound AS (SELECT {ALIAS}.ctid AS nth FROM {table} AS {ALIAS} WHERE {range} AND {condition} \
-             OFFSET ${nth} - 1 LIMIT 1), \
-             gone AS (DELETE FROM {table} AS {ALIAS} WHERE {range} \
-             AND {ALIAS}.ctid <= COALESCE((SELECT nth FROM bound), ${end}::tid) AND {condition} RETURNING 1) \
-             SELECT (SELECT COUNT(*) FROM gone), (SELECT nth::text FROM bound)"
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for bind in &self.binds {
-            query = query.bind(*bind);
-        }
         let mut tx = conn.begin_with(BEGIN_BOUNDED_WAIT).await?;
-        let done = query
+        let done = with_binds!(self, self.sql.to_nth.clone())
             .bind(format!("({},{})", sweep.from.0, sweep.from.1))
             .bind(format!("({},0)", sweep.end_page))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -427,22 +496,7 @@ impl Plan {
         to: (u64, u64),
         limit: u64,
     ) -> Result<(u64, Option<(u64, u64)>), sqlx::Error> {
-        let n = self.binds.len();
-        let (table, condition) = (&self.table_sql, &self.condition);
-        let sql = format!(
-            "WITH gone AS (DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT {ALIAS}.ctid FROM {table} AS {ALIAS} \
-             WHERE {ALIAS}.ctid >= ${from_param}::tid AND {ALIAS}.ctid < ${to_param}::tid AND {condition} \
-             LIMIT ${limit_param} FOR UPDATE SKIP LOCKED)) RETURNING ctid) \
-             SELECT COUNT(*), MAX(ctid)::text FROM gone",
-            from_param = n + 1,
-            to_param = n + 2,
-            limit_param = n + 3,
-        );
-        let mut query = sqlx::query(AssertSqlSafe(sql));
-        for bind in &self.binds {
-            query = query.bind(*bind);
-        }
-        let row = query
+        let row = with_binds!(self, self.sql.unlocked.clone())
             .bind(format!("({},{})", from.0, from.1))
             .bind(format!("({},{})", to.0, to.1))
             .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -464,8 +518,7 @@ impl Plan {
         limit: u64,
     ) -> Result<BatchOutcome, sqlx::Error> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let limit_param = placeholder(self.backend, self.binds.len() + 1);
-        let (table, key, condition) = (&self.table_sql, &self.key, &self.condition);
+        let (table, key) = (&self.table_sql, &self.key);
         match db {
             SessionDatabase::Postgres(pool) => {
                 let mut pooled;
@@ -479,42 +532,17 @@ impl Plan {
                 if let Some(outcome) = self.sweep(conn, u64::try_from(limit).unwrap_or(0)).await? {
                     return Ok(outcome);
                 }
-                let address = if self.pg_ctid { "ctid" } else { key.as_str() };
-                let sql = format!(
-                    "DELETE FROM {table} WHERE {address} = ANY(ARRAY(SELECT {ALIAS}.{address} FROM {table} AS {ALIAS} \
-                     WHERE {condition} LIMIT {limit_param} FOR UPDATE SKIP LOCKED))"
-                );
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for bind in &self.binds {
-                    query = query.bind(*bind);
-                }
-                let deleted = query.bind(limit).execute(&mut *conn).await?.rows_affected();
+                let deleted =
+                    with_binds!(self, self.sql.limited.clone()).bind(limit).execute(&mut *conn).await?.rows_affected();
                 Ok(BatchOutcome { deleted, picked: deleted })
             }
             SessionDatabase::Sqlite(pool) => {
-                let address = if self.sqlite_rowid { "rowid".to_owned() } else { key.clone() };
-                let sql = format!(
-                    "DELETE FROM {table} WHERE {address} IN (SELECT {ALIAS}.{address} FROM {table} AS {ALIAS} \
-                     WHERE {condition} LIMIT {limit_param})"
-                );
-                let mut query = sqlx::query(AssertSqlSafe(sql));
-                for bind in &self.binds {
-                    query = query.bind(*bind);
-                }
-                let deleted = query.bind(limit).execute(pool).await?.rows_affected();
+                let deleted =
+                    with_binds!(self, self.sql.limited.clone()).bind(limit).execute(pool).await?.rows_affected();
                 Ok(BatchOutcome { deleted, picked: deleted })
             }
             SessionDatabase::MySql(pool) => {
-                let selected = match self.mysql_key {
-                    KeyKind::Bytes => format!("{ALIAS}.{key}"),
-                    KeyKind::Text => format!("CAST({ALIAS}.{key} AS CHAR)"),
-                };
-                let chunk_sql = format!("SELECT {selected} FROM {table} AS {ALIAS} WHERE {condition} LIMIT ?");
-                let mut query = sqlx::query(AssertSqlSafe(chunk_sql));
-                for bind in &self.binds {
-                    query = query.bind(*bind);
-                }
-                let rows = query.bind(limit).fetch_all(pool).await?;
+                let rows = with_binds!(self, self.sql.limited.clone()).bind(limit).fetch_all(pool).await?;
                 let keys = rows
                     .iter()
                     .map(|row| match self.mysql_key {
