@@ -350,6 +350,21 @@ impl Fixture {
         self.insert(&rows).await;
     }
 
+    /// `rows` sessions numbered from 0, every fourth live and the others
+    /// expired, so every page holds both kinds.
+    async fn insert_every_fourth_live(&self, rows: i64) {
+        let now = now_ms();
+        let rows: Vec<Row> = (0..rows)
+            .map(|n| Row {
+                n,
+                expires_ms: if n % 4 == 3 { now + HOUR_MS } else { now - HOUR_MS },
+                created_ms: now - 2 * HOUR_MS,
+                user: None,
+            })
+            .collect();
+        self.insert(&rows).await;
+    }
+
     async fn count(&self) -> i64 {
         scalar(&self.db, &format!("SELECT COUNT(*) FROM {}", self.table)).await
     }
@@ -887,17 +902,7 @@ async fn a_dry_run_on_a_foreign_database_creates_nothing() {
 async fn large_postgres_batches_sweep_page_ranges_without_exceeding_the_batch() {
     for kind in [Kind::Dbwarden, Kind::Django] {
         let fx = Fixture::new(kind, Backend::Postgres).await;
-        let now = now_ms();
-        // Every fourth row is live, so every page holds both kinds.
-        let rows: Vec<Row> = (0..12_000_i64)
-            .map(|n| Row {
-                n,
-                expires_ms: if n % 4 == 3 { now + HOUR_MS } else { now - HOUR_MS },
-                created_ms: now - 2 * HOUR_MS,
-                user: None,
-            })
-            .collect();
-        fx.insert(&rows).await;
+        fx.insert_every_fourth_live(12_000).await;
         let cleaner = fx.cleaner(small_batches(2_000)).await;
         let (seen, progress) = recorder();
 
@@ -925,16 +930,7 @@ async fn large_postgres_batches_sweep_page_ranges_without_exceeding_the_batch() 
 async fn postgres_sweeps_skip_rows_an_application_holds_locked() {
     for batch_size in [2_000, 100] {
         let fx = Fixture::new(Kind::Dbwarden, Backend::Postgres).await;
-        let now = now_ms();
-        let rows: Vec<Row> = (0..6_000_i64)
-            .map(|n| Row {
-                n,
-                expires_ms: if n % 4 == 3 { now + HOUR_MS } else { now - HOUR_MS },
-                created_ms: now - 2 * HOUR_MS,
-                user: None,
-            })
-            .collect();
-        fx.insert(&rows).await;
+        fx.insert_every_fourth_live(6_000).await;
         let SessionDatabase::Postgres(pool) = &fx.db else { unreachable!("a PostgreSQL fixture") };
         // An application's open transaction holds two expired sessions locked,
         // one early in the table and one in the middle.
