@@ -431,7 +431,8 @@ async fn removes_only_expired_rows_in_batches(backend: Backend) {
     let fx = Fixture::new(Kind::Dbwarden, backend).await;
     fx.insert_sessions(0, 2_500, 300).await;
     let monitor = Monitor::new();
-    let cleaner = fx.cleaner(small_batches(200)).await.with_monitor(monitor.clone());
+    let cleaner =
+        fx.cleaner(CleanupConfig { count_first: true, ..small_batches(200) }).await.with_monitor(monitor.clone());
     let (seen, progress) = recorder();
 
     let report = cleaner.run_once(CleanupMode::Expired, &progress).await.expect("cleanup");
@@ -961,4 +962,85 @@ async fn postgres_sweeps_skip_rows_an_application_holds_locked() {
         assert_eq!(fx.count().await, 1_500, "batch {batch_size}");
         fx.drop().await;
     }
+}
+
+/// Without `count_first` a run reads no total: progress and the report say
+/// none, and every expired row still goes.
+#[tokio::test]
+async fn a_run_counts_its_targets_first_only_when_asked() {
+    let fx = Fixture::new(Kind::Dbwarden, Backend::Postgres).await;
+    fx.insert_sessions(0, 500, 50).await;
+    let cleaner = fx.cleaner(small_batches(200)).await;
+    let (seen, progress) = recorder();
+
+    let report = cleaner.run_once(CleanupMode::Expired, &progress).await.expect("cleanup");
+
+    assert_eq!((report.rows_removed, report.expected_total), (500, None));
+    let seen = seen.lock().expect("progress").clone();
+    assert!(seen.iter().all(|p| p.expected_total.is_none()), "{seen:?}");
+    assert_eq!(seen.last().map(|p| p.removed_so_far), Some(500));
+    assert_eq!(fx.count().await, 50);
+    fx.drop().await;
+}
+
+/// Rows that reach pages added after a PostgreSQL run started (an expired
+/// session rewritten by an update that does not fit its page, one inserted
+/// already expired) are past the sweep's end; the run's last statement
+/// finds them there.
+#[tokio::test]
+async fn postgres_runs_remove_expired_rows_that_moved_past_the_swept_pages() {
+    let fx = Fixture::new(Kind::Dbwarden, Backend::Postgres).await;
+    fx.insert_every_fourth_live(6_000).await;
+    let SessionDatabase::Postgres(pool) = &fx.db else { unreachable!("a PostgreSQL fixture") };
+    // Rows of ~7 KB stored in place, uncompressed: no page of the table has
+    // room for one (a full page keeps a quarter of its rows after the
+    // sweep), so each goes to a new page, past the sweep's end.
+    exec(&fx.db, &format!("ALTER TABLE {} ALTER COLUMN data SET STORAGE PLAIN", fx.table)).await;
+    let big_data = "(SELECT convert_to(string_agg(md5(i::text), ''), 'UTF8') FROM generate_series(1, 218) AS i)";
+    let pages_at_start = scalar(&fx.db, &format!("SELECT pg_relation_size('{}') / 8192", fx.table)).await;
+    let cleaner = fx.cleaner(CleanupConfig { pause: Duration::from_millis(200), ..small_batches(1_000) }).await;
+    let first_batch = tokio::sync::Notify::new();
+    let progress = |_: CleanupProgress| first_batch.notify_one();
+    let id = |n: i64| {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&n.to_be_bytes());
+        id.to_vec()
+    };
+    let page_of = |n: i64| {
+        let hex: String = id(n).iter().map(|b| format!("{b:02x}")).collect();
+        format!("SELECT (ctid::text::point)[0]::bigint FROM {} WHERE id_hash = '\\x{hex}'", fx.table)
+    };
+
+    let writer = async {
+        first_batch.notified().await;
+        // Sessions 5997 and 5998 are expired, near the table's end, where
+        // the sweep is not yet after its first batch.
+        let rewrite = format!("UPDATE {} SET data = {big_data}, version = version + 1 WHERE id_hash = $1", fx.table);
+        sqlx::query(AssertSqlSafe(rewrite)).bind(id(5_998)).execute(pool).await.expect("rewrite an expired session");
+        let copy = format!(
+            "INSERT INTO {0} (id_hash, created_at, last_seen_at, expires_at, absolute_expires_at, version, data) \
+             SELECT $1, created_at, last_seen_at, expires_at, absolute_expires_at, 1, {big_data} FROM {0} \
+             WHERE id_hash = $2",
+            fx.table
+        );
+        let inserted = sqlx::query(AssertSqlSafe(copy))
+            .bind(id(100_000))
+            .bind(id(5_997))
+            .execute(pool)
+            .await
+            .expect("insert an expired session");
+        assert_eq!(inserted.rows_affected(), 1);
+        (scalar(&fx.db, &page_of(5_998)).await, scalar(&fx.db, &page_of(100_000)).await)
+    };
+    let (report, (rewritten_on, inserted_on)) = tokio::join!(cleaner.run_once(CleanupMode::Expired, &progress), writer);
+    let report = report.expect("cleanup");
+
+    assert!(rewritten_on >= pages_at_start, "the rewritten session is on page {rewritten_on} of {pages_at_start}");
+    assert!(inserted_on >= pages_at_start, "the inserted session is on page {inserted_on} of {pages_at_start}");
+    assert_eq!(report.rows_removed, 4_500 + 1, "the expired rows, the rewritten one and the inserted one");
+    let expired_left =
+        scalar(&fx.db, &format!("SELECT COUNT(*) FROM {} WHERE expires_at < {}", fx.table, now_ms())).await;
+    assert_eq!(expired_left, 0);
+    assert_eq!(fx.count().await, 1_500, "every live session stays");
+    fx.drop().await;
 }

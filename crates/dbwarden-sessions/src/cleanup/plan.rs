@@ -20,13 +20,16 @@
 //!   LOCKED`, leaving the locked rows to the statement below.
 //! - Then, and on other PostgreSQL tables: `DELETE … WHERE ctid =
 //!   ANY(ARRAY(SELECT ctid … LIMIT n FOR UPDATE SKIP LOCKED))`, which finds
-//!   what the sweep could not (rows moved past the swept pages), skipping
-//!   rows an application is updating right now. The array keeps the planner
-//!   from a hash join that reads the whole table for every large batch (what
-//!   `key IN (SELECT …)` gets). A partitioned table's `ctid` is only unique
-//!   within a partition, so there the batch goes by key. When the sweep
-//!   already deleted as many rows as the run counted at its start, this
-//!   statement, which may read the whole table to find nothing, is skipped.
+//!   what the sweep could not, skipping rows an application is updating
+//!   right now. The array keeps the planner from a hash join that reads the
+//!   whole table for every large batch (what `key IN (SELECT …)` gets). A
+//!   partitioned table's `ctid` is only unique within a partition, so there
+//!   the batch goes by key. After a sweep that skipped no locked row, what
+//!   it could not have seen is on pages added since the run started (rows
+//!   inserted or moved by an update meanwhile), so the statement looks only
+//!   there (`ctid >= (end,0)`) instead of reading the whole table to find
+//!   nothing. An update that leaves a session expired and moves it into an
+//!   already swept page is missed; the next run removes it.
 //! - MySQL / MariaDB: a chunk of keys is read first, then deleted by key
 //!   with the condition checked again, so a session refreshed in between
 //!   survives; deleting by primary key locks only those rows.
@@ -103,8 +106,9 @@ struct Sweep {
     pages: u64,
     /// Rows per page by the catalog's statistics, to size the first range.
     rows_per_page: f64,
-    /// Rows the sweep deleted so far.
-    deleted: u64,
+    /// A batch took its range with `SKIP LOCKED`: rows may be left behind
+    /// on swept pages.
+    skipped_locked: bool,
 }
 
 /// The statements of one run, built once before the lock is taken.
@@ -120,8 +124,9 @@ pub(crate) struct Plan {
     binds: Vec<i64>,
     /// PostgreSQL 14+ ordinary tables: the page sweep, `None` once it ended.
     sweep: Mutex<Option<Sweep>>,
-    /// The target rows [`Plan::count`] found last.
-    counted: Mutex<Option<u64>>,
+    /// Where the statement after the sweep looks: from this page on, or
+    /// (`None`) the whole table.
+    tail_from_page: Mutex<Option<u64>>,
     mysql_key: KeyKind,
     /// The batch statements, built once for the run.
     sql: Statements,
@@ -140,6 +145,9 @@ struct Statements {
     /// PostgreSQL and SQLite: up to `n` targets anywhere (`n`); MySQL: the
     /// chunk of keys to delete (`n`).
     limited: Arc<str>,
+    /// PostgreSQL after a sweep: up to `n` targets from a row address on
+    /// (`from`, `n`).
+    limited_after: Arc<str>,
 }
 
 impl Statements {
@@ -171,6 +179,10 @@ impl Statements {
             }
         };
         let range = format!("{ALIAS}.ctid >= ${p1}::tid AND {ALIAS}.ctid < ${p2}::tid");
+        let limited_after = format!(
+            "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT {ALIAS}.ctid FROM {table} AS {ALIAS} \
+             WHERE {ALIAS}.ctid >= ${p1}::tid AND {condition} LIMIT ${p2} FOR UPDATE SKIP LOCKED))"
+        );
         Statements {
             range: format!("DELETE FROM {table} AS {ALIAS} WHERE {range} AND {condition}").into(),
             // Without ORDER BY the limit stops the TID range scan early; that
@@ -191,6 +203,7 @@ impl Statements {
             )
             .into(),
             limited: limited.into(),
+            limited_after: limited_after.into(),
         }
     }
 }
@@ -290,7 +303,7 @@ impl Plan {
                 end_page: relation.pages,
                 pages: 0,
                 rows_per_page: relation.rows_per_page,
-                deleted: 0,
+                skipped_locked: false,
             })
         });
         let mysql_key = match backend {
@@ -326,7 +339,7 @@ impl Plan {
             condition_unaliased,
             binds,
             sweep: Mutex::new(sweep),
-            counted: Mutex::new(None),
+            tail_from_page: Mutex::new(None),
             mysql_key,
             sql,
         })
@@ -353,11 +366,7 @@ impl Plan {
             tx.commit().await?;
             count
         });
-        let count = u64::try_from(count).unwrap_or(0);
-        if let Ok(mut counted) = self.counted.lock() {
-            *counted = Some(count);
-        }
-        Ok(count)
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     /// The next batch of a PostgreSQL page sweep. `None` once the sweep is
@@ -402,6 +411,7 @@ impl Plan {
                 }
                 Err(error) if is_lock_timeout(&error) => {
                     tx.rollback().await?;
+                    sweep.skipped_locked = true;
                     self.delete_unlocked(conn, sweep.from, (to, 0), limit).await?.0
                 }
                 Err(error) => return Err(error),
@@ -416,7 +426,6 @@ impl Plan {
                 (((covered as f64) * target / deleted as f64) as u64).clamp(1, grown.max(1))
             };
             sweep.from = (to, 0);
-            sweep.deleted += deleted;
             self.store_sweep(Some(sweep));
             if deleted > 0 {
                 if to >= sweep.end_page {
@@ -437,11 +446,8 @@ impl Plan {
     /// its last page: `None` (look for missed rows now) or the batch's outcome.
     fn end_sweep(&self, sweep: Sweep, deleted: u64, limit: u64) -> Option<BatchOutcome> {
         self.store_sweep(None);
-        let counted = self.counted.lock().ok().and_then(|guard| *guard);
-        // Everything counted at the start is gone: the LIMIT statement
-        // would only read the table to find nothing.
-        if counted.is_some_and(|counted| sweep.deleted >= counted) {
-            return Some(BatchOutcome { deleted, picked: deleted });
+        if let Ok(mut tail) = self.tail_from_page.lock() {
+            *tail = (!sweep.skipped_locked).then_some(sweep.end_page);
         }
         if deleted == 0 {
             return None;
@@ -469,13 +475,13 @@ impl Plan {
             }
             Err(error) if is_lock_timeout(&error) => {
                 tx.rollback().await?;
+                sweep.skipped_locked = true;
                 let (deleted, last) = self.delete_unlocked(conn, sweep.from, (sweep.end_page, 0), limit).await?;
                 // Fewer than `limit` deleted: no free target is left on the swept pages.
                 (deleted, last.filter(|_| deleted >= limit))
             }
             Err(error) => return Err(error),
         };
-        sweep.deleted += deleted;
         let Some((page, item)) = next else {
             // Fewer than `limit` targets were left on the swept pages.
             return Ok(self.end_sweep(sweep, deleted, limit));
@@ -532,8 +538,12 @@ impl Plan {
                 if let Some(outcome) = self.sweep(conn, u64::try_from(limit).unwrap_or(0)).await? {
                     return Ok(outcome);
                 }
-                let deleted =
-                    with_binds!(self, self.sql.limited.clone()).bind(limit).execute(&mut *conn).await?.rows_affected();
+                let tail_from_page = self.tail_from_page.lock().ok().and_then(|guard| *guard);
+                let statement = match tail_from_page {
+                    Some(page) => with_binds!(self, self.sql.limited_after.clone()).bind(format!("({page},0)")),
+                    None => with_binds!(self, self.sql.limited.clone()),
+                };
+                let deleted = statement.bind(limit).execute(&mut *conn).await?.rows_affected();
                 Ok(BatchOutcome { deleted, picked: deleted })
             }
             SessionDatabase::Sqlite(pool) => {

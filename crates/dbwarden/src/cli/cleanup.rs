@@ -10,6 +10,7 @@
 //! the database cannot be reached. `--json` prints one JSON object (the
 //! fields are listed in the README, "Session cleanup").
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -81,12 +82,16 @@ pub(crate) fn run(args: CleanupArgs) -> anyhow::Result<ExitCode> {
             Err(code) => return Ok(code),
         };
         let s = &target.settings.cleanup;
+        // A one-off run on a terminal shows a progress bar, which needs the
+        // total counted first.
+        let shows_progress = !args.daemon && !args.stats && !args.json && std::io::stderr().is_terminal();
         let config = CleanupConfig {
             lock: match args.wait {
                 Some(seconds) => LockPolicy::Wait(Duration::from_secs(seconds)),
                 None => LockPolicy::Skip,
             },
             dry_run: args.dry_run,
+            count_first: shows_progress,
             ..s.cleanup_config()
         };
         let interval = s.interval;
@@ -115,16 +120,15 @@ pub(crate) fn run(args: CleanupArgs) -> anyhow::Result<ExitCode> {
             } else {
                 CleanupMode::Expired
             };
-            run_once(&cleaner, mode, args.json).await
+            run_once(&cleaner, mode, args.json, shows_progress).await
         };
         target.db.close().await;
         Ok(code)
     })
 }
 
-async fn run_once(cleaner: &Cleaner, mode: CleanupMode, json: bool) -> ExitCode {
-    use std::io::IsTerminal;
-    let bar = if !json && std::io::stderr().is_terminal() {
+async fn run_once(cleaner: &Cleaner, mode: CleanupMode, json: bool, shows_progress: bool) -> ExitCode {
+    let bar = if shows_progress {
         let bar = indicatif::ProgressBar::new(0);
         if let Ok(style) =
             indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} sessions ({percent} %), eta {eta}")
