@@ -6,10 +6,10 @@
 # and that of the store's `load` and `save` futures alone.
 #
 # Usage (from this directory, after `cargo build --release`):
-#   ./callgrind.sh dbwarden|tower-sessions modified|unmodified
+#   ./callgrind.sh dbwarden|tower-sessions modified|unmodified|mixed
 set -euo pipefail
 who=${1:?dbwarden or tower-sessions}
-mode=${2:?modified or unmodified}
+mode=${2:?modified, unmodified or mixed}
 out=$(mktemp -d)
 for rounds in 1 3; do
     COMPARE_ONLY=$who COMPARE_MODE=$mode COMPARE_ROUNDS=$rounds valgrind --tool=callgrind \

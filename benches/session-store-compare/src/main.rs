@@ -8,12 +8,13 @@
 //! Each operation is one request's session work: load a session by id, then
 //! save it — "modified" changes one key first (both stores must write),
 //! "unmodified" does not (what tower-sessions does on every request with
-//! `Expiry::OnInactivity`). 1000 sessions of ~300 bytes, 16 concurrent
+//! `Expiry::OnInactivity`), "mixed" changes one request in 50 (seed 001's
+//! workload). 1000 sessions of ~300 bytes, 16 concurrent
 //! tasks on disjoint sessions, 16 pooled connections per store.
 //!
 //! For profiling one side under `perf`, `strace -c` or callgrind:
 //! `COMPARE_ONLY=dbwarden` or `COMPARE_ONLY=tower-sessions` runs one store,
-//! `COMPARE_MODE=modified` or `COMPARE_MODE=unmodified` one mode, and
+//! `COMPARE_MODE=modified`, `unmodified` or `mixed` one mode, and
 //! `COMPARE_ROUNDS=n` sets the rounds (default 30). Ratios need both sides.
 //! `./callgrind.sh <store> <mode>` turns that into instructions per
 //! operation (whole process, and the store's `load` and `save` alone), which
@@ -34,6 +35,10 @@ const OPS_PER_ROUND: usize = 2000;
 const DEFAULT_ROUNDS: usize = 30;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// `application_name` of each store's connections, to find their server processes.
+const OURS_APP: &str = "dbwarden-compare-ours";
+const THEIRS_APP: &str = "dbwarden-compare-theirs";
 
 fn sample_data(i: usize) -> Vec<(String, serde_json::Value)> {
     vec![
@@ -57,7 +62,9 @@ mod ours {
     use super::*;
 
     pub async fn setup(url: &str, table: &str) -> Result<(SqlSessionStore, Vec<Id>), BoxError> {
-        let pool = PgPoolOptions::new().max_connections(TASKS as u32).connect(url).await?;
+        let options: sqlx::postgres::PgConnectOptions = url.parse()?;
+        let pool =
+            PgPoolOptions::new().max_connections(TASKS as u32).connect_with(options.application_name(OURS_APP)).await?;
         let schema = SchemaConfig::new(table)?;
         let store =
             SqlSessionStore::new(SessionDatabase::from_pg_pool(pool), StoreConfig::default().with_schema(schema));
@@ -95,7 +102,11 @@ mod theirs {
     use super::*;
 
     pub async fn setup(url: &str, schema: &str) -> Result<(PostgresStore, Vec<Id>), BoxError> {
-        let pool = PgPoolOptions08::new().max_connections(TASKS as u32).connect(url).await?;
+        let options: sqlx08::postgres::PgConnectOptions = url.parse()?;
+        let pool = PgPoolOptions08::new()
+            .max_connections(TASKS as u32)
+            .connect_with(options.application_name(THEIRS_APP))
+            .await?;
         let store = PostgresStore::new(pool).with_schema_name(schema)?;
         store.migrate().await?;
         let mut ids = Vec::with_capacity(SESSIONS);
@@ -123,8 +134,38 @@ mod theirs {
     }
 }
 
+/// Which requests change the session.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    /// Every request changes one key.
+    Modified,
+    /// No request changes the session.
+    Unmodified,
+    /// One request in 50 changes one key (seed 001's workload, as in the
+    /// `store_writes` benchmark: 2 % of the requests change the session).
+    Mixed,
+}
+
+impl Mode {
+    fn modifies(self, request: usize) -> bool {
+        match self {
+            Mode::Modified => true,
+            Mode::Unmodified => false,
+            Mode::Mixed => request.is_multiple_of(50),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Mode::Modified => "load + modify + save",
+            Mode::Unmodified => "load + save (unmodified)",
+            Mode::Mixed => "load + save, 2 % modified",
+        }
+    }
+}
+
 /// Runs OPS_PER_ROUND operations over TASKS tasks; returns operations per second.
-async fn round<S, I, F, Fut>(store: &S, ids: &Arc<Vec<I>>, modify: bool, op: F) -> Result<f64, BoxError>
+async fn round<S, I, F, Fut>(store: &S, ids: &Arc<Vec<I>>, mode: Mode, op: F) -> Result<f64, BoxError>
 where
     S: Clone + Send + Sync + 'static,
     I: Send + Sync + 'static,
@@ -141,7 +182,7 @@ where
             for k in 0..per_task {
                 // Task t owns sessions t, t + TASKS, …: no two tasks share a session.
                 let index = (task + (k * TASKS)) % ids.len();
-                op(store.clone(), ids.clone(), index, modify).await?;
+                op(store.clone(), ids.clone(), index, mode.modifies(k * TASKS + task)).await?;
             }
             Ok::<(), BoxError>(())
         }));
@@ -160,6 +201,22 @@ fn process_cpu() -> Duration {
     Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
+/// User + system CPU time of the server processes serving `application`'s
+/// connections (PostgreSQL on this machine), from /proc.
+async fn server_cpu(admin: &sqlx::PgPool, application: &str) -> Result<Duration, BoxError> {
+    let pids: Vec<i32> = sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+        .bind(application)
+        .fetch_all(admin)
+        .await?;
+    let mut ticks = 0;
+    for pid in pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        ticks += (11..=12).filter_map(|i| fields.get(i).and_then(|v| v.parse::<u64>().ok())).sum::<u64>();
+    }
+    Ok(Duration::from_millis(ticks * 10))
+}
+
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     let mid = values.len() / 2;
@@ -176,11 +233,12 @@ async fn main() -> Result<(), BoxError> {
     if !run_ours_side && !run_theirs_side {
         return Err("COMPARE_ONLY must be dbwarden or tower-sessions".into());
     }
-    let modes: Vec<bool> = match std::env::var("COMPARE_MODE").ok().as_deref() {
-        None => vec![true, false],
-        Some("modified") => vec![true],
-        Some("unmodified") => vec![false],
-        Some(_) => return Err("COMPARE_MODE must be modified or unmodified".into()),
+    let modes: Vec<Mode> = match std::env::var("COMPARE_MODE").ok().as_deref() {
+        None => vec![Mode::Modified, Mode::Unmodified, Mode::Mixed],
+        Some("modified") => vec![Mode::Modified],
+        Some("unmodified") => vec![Mode::Unmodified],
+        Some("mixed") => vec![Mode::Mixed],
+        Some(_) => return Err("COMPARE_MODE must be modified, unmodified or mixed".into()),
     };
     let rounds: usize = match std::env::var("COMPARE_ROUNDS") {
         Ok(value) => value.parse().ok().filter(|&n| n > 0).ok_or("COMPARE_ROUNDS must be a whole number above 0")?,
@@ -192,18 +250,19 @@ async fn main() -> Result<(), BoxError> {
     let (our_store, our_ids) = ours::setup(&url, &our_table).await?;
     let (their_store, their_ids) = theirs::setup(&url, &their_schema).await?;
     let (our_ids, their_ids) = (Arc::new(our_ids), Arc::new(their_ids));
+    let admin = PgPoolOptions::new().max_connections(1).connect(&url).await?;
 
     println!(
         "session-store-compare: {SESSIONS} sessions, {TASKS} tasks, {OPS_PER_ROUND} ops x {rounds} rounds per side and mode"
     );
-    for modify in modes {
-        let mode = if modify { "load + modify + save" } else { "load + save (unmodified)" };
+    for mode in modes {
         let (mut ours_ops, mut theirs_ops) = (Vec::new(), Vec::new());
         let (mut ours_cpu, mut theirs_cpu) = (Duration::ZERO, Duration::ZERO);
+        let (mut ours_server, mut theirs_server) = (Duration::ZERO, Duration::ZERO);
         let run_ours =
-            || round(&our_store, &our_ids, modify, |s, ids, i, m| async move { ours::op(&s, &ids[i], m).await });
+            || round(&our_store, &our_ids, mode, |s, ids, i, m| async move { ours::op(&s, &ids[i], m).await });
         let run_theirs =
-            || round(&their_store, &their_ids, modify, |s, ids, i, m| async move { theirs::op(&s, &ids[i], m).await });
+            || round(&their_store, &their_ids, mode, |s, ids, i, m| async move { theirs::op(&s, &ids[i], m).await });
         // One warm-up round each, not counted.
         if run_ours_side {
             run_ours().await?;
@@ -215,17 +274,21 @@ async fn main() -> Result<(), BoxError> {
             for side in if r % 2 == 0 { [0, 1] } else { [1, 0] } {
                 let cpu = process_cpu();
                 if side == 0 && run_ours_side {
+                    let server = server_cpu(&admin, OURS_APP).await?;
                     ours_ops.push(run_ours().await?);
                     ours_cpu += process_cpu() - cpu;
+                    ours_server += server_cpu(&admin, OURS_APP).await?.saturating_sub(server);
                 } else if side == 1 && run_theirs_side {
+                    let server = server_cpu(&admin, THEIRS_APP).await?;
                     theirs_ops.push(run_theirs().await?);
                     theirs_cpu += process_cpu() - cpu;
+                    theirs_server += server_cpu(&admin, THEIRS_APP).await?.saturating_sub(server);
                 }
             }
         }
         let ops = (OPS_PER_ROUND * rounds) as f64;
         let cpu_per_op = |cpu: Duration| cpu.as_secs_f64() * 1e6 / ops;
-        println!("{mode}:");
+        println!("{}:", mode.describe());
         if run_theirs_side {
             println!(
                 "  tower-sessions-sqlx-store PostgresStore  median {:>8.0} ops/s  client cpu {:.1} us/op  rounds {:?}",
@@ -255,13 +318,17 @@ async fn main() -> Result<(), BoxError> {
                 cpu_per_op(theirs_cpu),
                 cpu_per_op(ours_cpu)
             );
+            println!(
+                "  server cpu per op: tower-sessions-sqlx-store {:.1} us, dbwarden {:.1} us",
+                cpu_per_op(theirs_server),
+                cpu_per_op(ours_server)
+            );
         }
     }
     let stats = dbwarden_sessions::SessionStoreExt::stats(&our_store);
     println!("dbwarden store counters: {stats:?}");
 
     // Clean up both sides.
-    let admin = PgPoolOptions::new().max_connections(1).connect(&url).await?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     for (schema, table) in [("public", our_table.as_str()), (their_schema.as_str(), "session")] {
         let row: (i64, i64) = sqlx::query_as(
