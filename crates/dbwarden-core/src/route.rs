@@ -155,6 +155,13 @@ impl RouteHandle {
         self.slot.stats.is_some() && !self.slot.named
     }
 
+    /// Whether both handles are the same resolution (one clone of the
+    /// other), so that one can stand for the other without a clone.
+    #[inline]
+    pub(crate) fn is(&self, other: &RouteHandle) -> bool {
+        Arc::ptr_eq(&self.slot, &other.slot)
+    }
+
     /// The statistics to record into when the handle belongs to `table`.
     #[inline]
     pub(crate) fn stats_in(&self, table: &RouteTable) -> Option<&RouteStats> {
