@@ -123,20 +123,32 @@ impl RequestContext {
     /// is kept by its thread and reused here, so that a request served
     /// through a scope costs no allocation of its own.
     pub fn with_route(request_id: &str, route: RouteHandle) -> Arc<RequestContext> {
+        RequestContext::for_route(request_id, &route)
+    }
+
+    /// What [`RequestContext::with_route`] does, for a caller that keeps the
+    /// handle: it is cloned only when the reused context was last made for
+    /// another route.
+    pub fn for_route(request_id: &str, route: &RouteHandle) -> Arc<RequestContext> {
         let spare = SPARE.try_with(|spare| spare.try_borrow_mut().ok().and_then(|mut spare| spare.pop()));
         if let Some(mut spare) = spare.ok().flatten()
             && let Some(context) = Arc::get_mut(&mut spare)
         {
             context.request_id.set(request_id);
-            context.route = route;
+            if !context.route.is(route) {
+                context.route = route.clone();
+            }
             *context.db_nanos.get_mut() = 0;
             *context.db_queries.get_mut() = 0;
-            context.tallies.get_mut().unwrap_or_else(|e| e.into_inner()).clear();
+            let tallies = context.tallies.get_mut().unwrap_or_else(|e| e.into_inner());
+            if !tallies.is_empty() {
+                tallies.clear();
+            }
             return spare;
         }
         Arc::new(RequestContext {
             request_id: IdText::new(request_id),
-            route,
+            route: route.clone(),
             db_nanos: AtomicU64::new(0),
             db_queries: AtomicU32::new(0),
             tallies: Mutex::new(Vec::new()),
@@ -395,20 +407,24 @@ pub fn with_operation<F: Future>(context: Arc<OperationContext>, future: F) -> W
 /// ```
 pub struct RequestScope {
     context: Arc<RequestContext>,
+    /// A second reference to `context`, made once, that entering moves into
+    /// the thread's current slot and leaving moves back (so a poll clones
+    /// and drops no `Arc`); while the scope is entered it holds what was
+    /// current before.
+    parked: Option<Arc<RequestContext>>,
 }
 
 impl RequestScope {
     /// A scope for `context`, not yet entered.
     pub fn new(context: Arc<RequestContext>) -> RequestScope {
-        RequestScope { context }
+        RequestScope { parked: Some(context.clone()), context }
     }
 
     /// Makes the request current until the returned guard is dropped, which
     /// puts back whatever was current before (also when a poll panics).
     pub fn enter(&mut self) -> EnteredScope<'_> {
-        let mut displaced = Held::Request(Some(self.context.clone()));
-        displaced.swap();
-        EnteredScope { displaced, _scope: std::marker::PhantomData }
+        let swapped = swap_current_request(&mut self.parked);
+        EnteredScope { scope: self, swapped }
     }
 
     /// The scope's request.
@@ -417,18 +433,33 @@ impl RequestScope {
     }
 }
 
+/// Exchanges `request` with the thread's current request; whether it could.
+#[inline]
+fn swap_current_request(request: &mut Option<Arc<RequestContext>>) -> bool {
+    CURRENT
+        .try_with(|c| match c.try_borrow_mut() {
+            Ok(mut c) => {
+                std::mem::swap(&mut c.request, request);
+                true
+            }
+            Err(_) => false,
+        })
+        .unwrap_or(false)
+}
+
 impl Drop for RequestScope {
     fn drop(&mut self) {
-        // Only this scope holds the context (a weak reference could only
-        // have been made from a strong one, so none exists either): it can
-        // be reused once its tallies are cleared.
-        if Arc::strong_count(&self.context) == 1 && Arc::weak_count(&self.context) == 0 {
-            let context = self.context.clone();
+        // Only this scope holds the context (its two references; a weak
+        // reference could only have been made from a strong one, so none
+        // exists either): the parked one can be reused once the field goes,
+        // which leaves it the only one.
+        let Some(parked) = self.parked.take_if(|parked| Arc::ptr_eq(parked, &self.context)) else { return };
+        if Arc::strong_count(&parked) == 2 && Arc::weak_count(&parked) == 0 {
             let _ = SPARE.try_with(|spare| {
                 if let Ok(mut spare) = spare.try_borrow_mut()
                     && spare.len() < MAX_SPARE
                 {
-                    spare.push(context);
+                    spare.push(parked);
                 }
             });
         }
@@ -444,16 +475,19 @@ impl fmt::Debug for RequestScope {
 /// A [`RequestScope`] entered: its request is current until this is dropped.
 #[must_use = "the request is current only while this guard lives"]
 pub struct EnteredScope<'a> {
-    /// What was current before the scope was entered.
-    displaced: Held,
-    /// Entering borrows the scope mutably, so it cannot be entered twice at
-    /// once.
-    _scope: std::marker::PhantomData<&'a mut RequestScope>,
+    /// The scope, whose parked slot holds what was current before while
+    /// this guard lives. Entering borrows it mutably, so it cannot be
+    /// entered twice at once.
+    scope: &'a mut RequestScope,
+    /// Whether entering reached the thread's current slot.
+    swapped: bool,
 }
 
 impl Drop for EnteredScope<'_> {
     fn drop(&mut self) {
-        self.displaced.swap();
+        if self.swapped {
+            swap_current_request(&mut self.scope.parked);
+        }
     }
 }
 

@@ -292,7 +292,10 @@ impl Histogram {
     /// (callers recording into several structures of the same shard count
     /// look their slot up once). A slot that does not fit falls back to a
     /// fresh lookup.
-    #[inline]
+    // Always inlined: recording a request writes two histograms back to
+    // back, and a call's prologue and epilogue cost as much as the bucket
+    // arithmetic.
+    #[inline(always)]
     pub fn record_ns_at(&self, slot: ShardSlot, ns: u64) {
         let slot = if shard::fits(slot, self.shards.len()) { slot } else { shard_slot(self.shards.len()) };
         let Some(shard) = self.shards.get(slot.index) else {

@@ -1045,7 +1045,7 @@ impl Monitor {
             c.add_in(at, Counter::TimedOutRequests, 1);
         }
         inner.histograms.request.record_ns_at(at, duration_ns);
-        route.record(at, duration_ns, failed, slow, nanos(request.db_time), request.db_queries);
+        route.record(at, duration_ns, failed, slow, request.db_time, request.db_queries);
         slow
     }
 

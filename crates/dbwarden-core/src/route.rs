@@ -21,6 +21,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::histogram::{Histogram, HistogramConfig};
 use crate::keyed::KeyedFigures;
@@ -55,8 +56,9 @@ impl RouteStats {
     }
 
     /// Records one request as the holder of `slot`. Counters that would
-    /// only have zero added are left alone: an atomic add is a locked
-    /// instruction even when it adds nothing.
+    /// only have zero added are left alone (an atomic add is a locked
+    /// instruction even when it adds nothing), and the database time is
+    /// converted only when there is some.
     #[inline]
     pub(crate) fn record(
         &self,
@@ -64,7 +66,7 @@ impl RouteStats {
         duration_ns: u64,
         failed: bool,
         slow: bool,
-        db_ns: u64,
+        db_time: Duration,
         db_queries: u32,
     ) {
         self.latency.record_ns_at(slot, duration_ns);
@@ -75,7 +77,7 @@ impl RouteStats {
             self.slow.fetch_add(1, Ordering::Relaxed);
         }
         if db_queries > 0 {
-            self.db_ns.fetch_add(db_ns, Ordering::Relaxed);
+            self.db_ns.fetch_add(u64::try_from(db_time.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
             self.db_queries.fetch_add(u64::from(db_queries), Ordering::Relaxed);
         }
     }
@@ -151,6 +153,13 @@ impl RouteHandle {
     /// entry because the route table was full when it was resolved.
     pub fn is_folded(&self) -> bool {
         self.slot.stats.is_some() && !self.slot.named
+    }
+
+    /// Whether both handles are the same resolution (one clone of the
+    /// other), so that one can stand for the other without a clone.
+    #[inline]
+    pub(crate) fn is(&self, other: &RouteHandle) -> bool {
+        Arc::ptr_eq(&self.slot, &other.slot)
     }
 
     /// The statistics to record into when the handle belongs to `table`.
@@ -300,7 +309,7 @@ mod tests {
     use crate::shard::shard_slot;
 
     fn record(stats: &RouteStats) {
-        stats.record(shard_slot(crate::shard::default_shard_count()), 1_000_000, false, false, 0, 0);
+        stats.record(shard_slot(crate::shard::default_shard_count()), 1_000_000, false, false, Duration::ZERO, 0);
     }
 
     #[test]
@@ -352,7 +361,6 @@ mod tests {
     #[test]
     fn a_request_finishes_into_its_handle_or_by_name() {
         use crate::context::RequestContext;
-        use std::time::Duration;
 
         let monitor = Monitor::new();
         let other_monitor = Monitor::new();

@@ -43,13 +43,13 @@
 //! extension (a fourth extension makes axum's extension map reallocate); the
 //! handler's future is polled in place, not boxed.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::hash_map::RandomState;
 use std::fmt;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::pin::Pin;
-use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
@@ -178,7 +178,7 @@ const GENERATED_ID_LEN: usize = 36;
 
 /// Generated ids are formatted this many at a time, so that the text a
 /// request's context copies and the header echoing it are slices of one
-/// block, not allocations or validations of their own.
+/// block, not allocations of their own.
 const IDS_PER_BLOCK: usize = 64;
 
 /// A fresh request id shaped like a version-4 UUID
@@ -188,57 +188,57 @@ const IDS_PER_BLOCK: usize = 64;
 /// mix) and different from one process to the next (the mix is keyed with
 /// random seeds); not meant as a secret.
 pub fn generate_request_id() -> String {
-    next_generated_id().as_str().to_owned()
+    with_generated_id(|id, _| id.to_owned())
 }
 
 /// A block of generated ids: the same text twice, as `str` (checked to be
-/// UTF-8 once for the block) and as shared bytes (for header values).
+/// UTF-8 once for the block) and as shared bytes (for header values), and
+/// how many of its ids are handed out.
 struct IdBlock {
-    text: Rc<str>,
+    text: Box<str>,
     bytes: Bytes,
+    used: usize,
 }
 
-/// One generated id: its place in a block.
-struct GeneratedId {
-    block: Rc<str>,
-    at: usize,
-    bytes: Bytes,
-}
-
-impl GeneratedId {
-    fn as_str(&self) -> &str {
-        self.block.get(self.at..self.at + GENERATED_ID_LEN).unwrap_or_default()
+impl IdBlock {
+    /// The next id of the block, as text and as bytes; `None` once all are
+    /// handed out.
+    fn next(&mut self) -> Option<(&str, Bytes)> {
+        let at = self.used * GENERATED_ID_LEN;
+        let range = at..at + GENERATED_ID_LEN;
+        let text = self.text.get(range.clone())?;
+        if range.end > self.bytes.len() {
+            return None;
+        }
+        self.used += 1;
+        Some((text, self.bytes.slice(range)))
     }
 }
 
-/// A fresh id (see [`generate_request_id`]) from this thread's current
-/// block, a new block formatted every [`IDS_PER_BLOCK`] ids.
-fn next_generated_id() -> GeneratedId {
+/// Calls `f` with a fresh id (see [`generate_request_id`]) from this
+/// thread's current block, as text and as the bytes of a header value; a
+/// new block is formatted every [`IDS_PER_BLOCK`] ids. The text is lent,
+/// not copied: `f` runs while the block is borrowed.
+fn with_generated_id<R>(mut f: impl FnMut(&str, Bytes) -> R) -> R {
     thread_local! {
-        /// The current block and how many of its ids are handed out.
-        static BLOCK: RefCell<(Option<IdBlock>, usize)> = const { RefCell::new((None, IDS_PER_BLOCK)) };
+        static BLOCK: RefCell<Option<IdBlock>> = const { RefCell::new(None) };
     }
     let from_block = BLOCK.try_with(|cell| {
         let mut current = cell.try_borrow_mut().ok()?;
-        let (block, used) = &mut *current;
-        if *used >= IDS_PER_BLOCK || block.is_none() {
-            *block = Some(id_block(IDS_PER_BLOCK));
-            *used = 0;
-        }
-        let block = block.as_ref()?;
-        let at = *used * GENERATED_ID_LEN;
-        *used += 1;
-        (at + GENERATED_ID_LEN <= block.bytes.len()).then(|| GeneratedId {
-            block: block.text.clone(),
-            at,
-            bytes: block.bytes.slice(at..at + GENERATED_ID_LEN),
-        })
+        let block = match &mut *current {
+            Some(block) if block.used < IDS_PER_BLOCK => block,
+            other => other.insert(id_block(IDS_PER_BLOCK)),
+        };
+        let (text, bytes) = block.next()?;
+        Some(f(text, bytes))
     });
-    from_block.ok().flatten().unwrap_or_else(|| {
-        // Without the thread-local (a thread being torn down), one id alone.
-        let IdBlock { text, bytes } = id_block(1);
-        GeneratedId { block: text, at: 0, bytes }
-    })
+    if let Ok(Some(out)) = from_block {
+        return out;
+    }
+    // Without the thread-local (a thread being torn down), one id alone.
+    let mut block = id_block(1);
+    let (text, bytes) = block.next().unwrap_or_default();
+    f(text, bytes)
 }
 
 /// `count` fresh ids, one after the other.
@@ -258,23 +258,32 @@ fn id_block(count: usize) -> IdBlock {
     for n in (first..).take(count) {
         let hi = (splitmix64(a.wrapping_add(n)) & 0xffff_ffff_ffff_0fff) | 0x0000_0000_0000_4000;
         let lo = (splitmix64(b ^ n.rotate_left(29)) & 0x3fff_ffff_ffff_ffff) | 0x8000_0000_0000_0000;
-        out.extend_from_slice(&uuid_text(hi, lo));
+        let mut id = [0; GENERATED_ID_LEN];
+        write_uuid(&mut id, hi, lo);
+        out.extend_from_slice(&id);
     }
     // Hex digits and dashes: always UTF-8, so never replaced.
     let text = String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-    IdBlock { text: Rc::from(text.as_str()), bytes: Bytes::from(text.into_bytes()) }
+    IdBlock { bytes: Bytes::copy_from_slice(text.as_bytes()), text: text.into_boxed_str(), used: 0 }
 }
 
-/// `hi` then `lo` as 32 lowercase hex digits in the 8-4-4-4-12 layout.
-fn uuid_text(hi: u64, lo: u64) -> [u8; GENERATED_ID_LEN] {
-    let [a0, a1, a2, a3, a4, a5, a6, a7] = hex8((hi >> 32) as u32).to_be_bytes();
-    let [b0, b1, b2, b3, b4, b5, b6, b7] = hex8(hi as u32).to_be_bytes();
-    let [c0, c1, c2, c3, c4, c5, c6, c7] = hex8((lo >> 32) as u32).to_be_bytes();
-    let [d0, d1, d2, d3, d4, d5, d6, d7] = hex8(lo as u32).to_be_bytes();
-    [
-        a0, a1, a2, a3, a4, a5, a6, a7, b'-', b0, b1, b2, b3, b'-', b4, b5, b6, b7, b'-', c0, c1, c2, c3, b'-', c4, c5,
-        c6, c7, d0, d1, d2, d3, d4, d5, d6, d7,
-    ]
+/// Writes `hi` then `lo` as 32 lowercase hex digits in the 8-4-4-4-12
+/// layout, eight or four digits a store.
+fn write_uuid(out: &mut [u8; GENERATED_ID_LEN], hi: u64, lo: u64) {
+    let a = hex8((hi >> 32) as u32).to_be_bytes();
+    let b = hex8(hi as u32).to_be_bytes();
+    let c = hex8((lo >> 32) as u32).to_be_bytes();
+    let d = hex8(lo as u32).to_be_bytes();
+    out[..8].copy_from_slice(&a);
+    out[8] = b'-';
+    out[9..13].copy_from_slice(&b[..4]);
+    out[13] = b'-';
+    out[14..18].copy_from_slice(&b[4..]);
+    out[18] = b'-';
+    out[19..23].copy_from_slice(&c[..4]);
+    out[23] = b'-';
+    out[24..28].copy_from_slice(&c[4..]);
+    out[28..].copy_from_slice(&d);
 }
 
 /// The eight hex digits of `v`, most significant in the highest byte: each
@@ -392,12 +401,13 @@ impl FirstRoute {
 
 impl ServiceShared {
     /// The handle of the request's route: the service's first pair, else
-    /// from the layer's table.
-    fn handle(&self, method: &Method, matched: Option<&MatchedPath>) -> RouteHandle {
+    /// from the layer's table; lent where it is kept, so that a request to
+    /// a known route clones no handle.
+    fn handle(&self, method: &Method, matched: Option<&MatchedPath>) -> Cow<'_, RouteHandle> {
         if let Some(first) = self.first.get()
             && first.is(method, matched)
         {
-            return first.handle.clone();
+            return Cow::Borrowed(&first.handle);
         }
         let shared = &*self.shared;
         let path = matched.map_or(UNMATCHED_ROUTE, MatchedPath::as_str);
@@ -405,7 +415,7 @@ impl ServiceShared {
         // Set once; a racing request of another pair just loses.
         let _ =
             self.first.set(FirstRoute { method: method.clone(), matched: matched.cloned(), handle: handle.clone() });
-        handle
+        Cow::Owned(handle)
     }
 }
 
@@ -538,12 +548,11 @@ where
             .and_then(|value| value.to_str().ok().filter(|id| is_valid_request_id(id)).map(|id| (id, value)));
         let (context, header_value) = match incoming {
             // Echo the very header value (a cheap clone of shared bytes).
-            Some((id, value)) => (RequestContext::with_route(id, route), Some(value.clone())),
-            None => {
-                let id = next_generated_id();
-                // Hex digits and dashes: a valid header value.
-                (RequestContext::with_route(id.as_str(), route), HeaderValue::from_maybe_shared(id.bytes).ok())
-            }
+            Some((id, value)) => (RequestContext::for_route(id, &route), Some(value.clone())),
+            // Hex digits and dashes: a valid header value.
+            None => with_generated_id(|id, bytes| {
+                (RequestContext::for_route(id, &route), HeaderValue::from_maybe_shared(bytes).ok())
+            }),
         };
 
         shared.monitor.request_started();
@@ -668,7 +677,9 @@ mod tests {
                 &digits[16..20],
                 &digits[20..]
             );
-            assert_eq!(std::str::from_utf8(&uuid_text(hi, lo)).unwrap_or_default(), expected);
+            let mut text = [0; GENERATED_ID_LEN];
+            write_uuid(&mut text, hi, lo);
+            assert_eq!(std::str::from_utf8(&text).unwrap_or_default(), expected);
         }
     }
 
