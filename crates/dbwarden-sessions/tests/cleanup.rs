@@ -392,6 +392,16 @@ fn small_batches(batch_size: u64) -> CleanupConfig {
     CleanupConfig { batch_size, pause: Duration::from_millis(1), ..CleanupConfig::default() }
 }
 
+/// Fails when one batch of the run whose progress is `seen` removed more
+/// than `batch_size` rows.
+fn assert_no_batch_over(seen: &[CleanupProgress], batch_size: u64) {
+    let mut before = 0;
+    for p in seen {
+        assert!(p.removed_so_far - before <= batch_size, "a batch removed more than {batch_size}: {seen:?}");
+        before = p.removed_so_far;
+    }
+}
+
 /// Collects the progress callbacks of a run.
 fn recorder() -> (Arc<Mutex<Vec<CleanupProgress>>>, impl Fn(CleanupProgress) + Send + Sync) {
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -913,11 +923,7 @@ async fn large_postgres_batches_sweep_page_ranges_without_exceeding_the_batch() 
         assert!(report.is_clean(), "{report:?}");
         assert_eq!(fx.count().await, 3_000, "{kind:?}: every live session stays");
         let seen = seen.lock().expect("progress").clone();
-        let mut before = 0;
-        for p in &seen {
-            assert!(p.removed_so_far - before <= 2_000, "{kind:?}: a batch removed more than 2000: {seen:?}");
-            before = p.removed_so_far;
-        }
+        assert_no_batch_over(&seen, 2_000);
         assert!(seen.len() >= 5, "{kind:?}: 9000 rows take at least five batches of 2000: {seen:?}");
         fx.drop().await;
     }
@@ -1042,5 +1048,34 @@ async fn postgres_runs_remove_expired_rows_that_moved_past_the_swept_pages() {
         scalar(&fx.db, &format!("SELECT COUNT(*) FROM {} WHERE expires_at < {}", fx.table, now_ms())).await;
     assert_eq!(expired_left, 0);
     assert_eq!(fx.count().await, 1_500, "every live session stays");
+    fx.drop().await;
+}
+
+/// A PostgreSQL sweep that crosses live pages first grows its ranges; the
+/// first dense range then holds far more than a batch, undoes itself and is
+/// cut down, so no batch exceeds its size and every expired row goes.
+#[tokio::test]
+async fn postgres_ranges_that_outgrow_the_batch_are_cut_down() {
+    let fx = Fixture::new(Kind::Dbwarden, Backend::Postgres).await;
+    let now = now_ms();
+    let rows: Vec<Row> = (0..16_000)
+        .map(|n| Row {
+            n,
+            expires_ms: if n < 6_000 { now + HOUR_MS } else { now - HOUR_MS },
+            created_ms: now - 2 * HOUR_MS,
+            user: None,
+        })
+        .collect();
+    fx.insert(&rows).await;
+    exec(&fx.db, &format!("ANALYZE {}", fx.table)).await;
+    let cleaner = fx.cleaner(small_batches(1_000)).await;
+    let (seen, progress) = recorder();
+
+    let report = cleaner.run_once(CleanupMode::Expired, &progress).await.expect("cleanup");
+
+    assert_eq!(report.rows_removed, 10_000);
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(fx.count().await, 6_000, "every live session stays");
+    assert_no_batch_over(&seen.lock().expect("progress"), 1_000);
     fx.drop().await;
 }
