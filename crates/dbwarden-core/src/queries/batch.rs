@@ -72,6 +72,7 @@ impl StatementBatch {
         }
     }
 
+    #[inline]
     fn lock(&self, index: usize) -> Option<MutexGuard<'_, Vec<Pending>>> {
         Some(self.buffers.get(index)?.lock().unwrap_or_else(|e| e.into_inner()))
     }
