@@ -168,6 +168,7 @@ impl Registry {
         Registry { shards, capacity, len: AtomicUsize::new(0), untracked: AtomicU64::new(0) }
     }
 
+    #[inline]
     fn shard(&self, index: usize) -> std::sync::MutexGuard<'_, Slab> {
         self.shards[index].lock().unwrap_or_else(|e| e.into_inner())
     }

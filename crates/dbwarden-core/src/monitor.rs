@@ -3,9 +3,19 @@
 //!
 //! A monitor is cheap to clone (an `Arc`) and safe to share between threads.
 //! Recording is lock-free on the paths that run per query, per checkout and
-//! per session; anything that needs the clock, a lock or an allocation
-//! (errors, slow queries, pool samples, alerts) happens on rarer paths or in
+//! per session, apart from the checkout registry's and the statement
+//! buffer's per-shard locks, which only the recording thread normally
+//! takes; anything that needs the clock, a lock or an allocation (errors,
+//! slow queries, pool samples, alerts) happens on rarer paths or in
 //! [`Monitor::tick`], which the owner calls every few seconds.
+//!
+//! A statement run on a checkout made for it alone
+//! ([`Monitor::open_statement_checkout`], [`Monitor::close_statement_checkout`])
+//! that succeeded in time is not folded into the histograms, counters and
+//! per-fingerprint statistics at once: it is appended to the recording
+//! thread's buffer (`queries::batch`), folded every few dozen statements,
+//! and every reading (totals, histograms, per-fingerprint statistics, a
+//! reset) folds all buffers first, so it sees everything recorded before.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
@@ -25,7 +35,7 @@ use crate::histogram::{Histogram, HistogramConfig, HistogramSnapshot};
 use crate::inputs::{ResourceSample, SessionTableSample};
 use crate::keyed::KeyedStats;
 use crate::patterns::ErrorPatterns;
-use crate::queries::{Execution, PreparedQuery, QueryStats};
+use crate::queries::{Execution, Pending, PreparedQuery, QueryStats, StatementBatch};
 use crate::rates::{RateHistory, WindowDelta};
 use crate::redact::redact_message;
 use crate::ring::Ring;
@@ -229,17 +239,22 @@ impl HotThresholds {
 /// into a part the histograms concerned share; every reader merges them.
 /// Values recorded one at a time (`record_checkout`, `record_query`, …) go
 /// to `own`.
+///
+/// The shared parts also receive the statements whose recording is
+/// deferred ([`StatementBatch`]): a reading folds them in first.
 #[derive(Debug)]
 pub(crate) struct Composite {
     pub(crate) own: Histogram,
     shared: Box<[Arc<Histogram>]>,
+    batch: Arc<StatementBatch>,
 }
 
 impl Composite {
-    fn new(shared: &[&Arc<Histogram>]) -> Self {
+    fn new(shared: &[&Arc<Histogram>], batch: &Arc<StatementBatch>) -> Self {
         Composite {
             own: Histogram::new(HistogramConfig::precise()),
             shared: shared.iter().map(|h| Arc::clone(h)).collect(),
+            batch: Arc::clone(batch),
         }
     }
 
@@ -250,6 +265,7 @@ impl Composite {
 
     /// Every part, merged.
     pub(crate) fn snapshot(&self) -> HistogramSnapshot {
+        self.batch.flush();
         let mut snapshot = self.own.snapshot();
         for part in self.shared.iter() {
             snapshot.merge(&part.snapshot());
@@ -283,19 +299,21 @@ pub(crate) struct Histograms {
 }
 
 impl Histograms {
-    fn new() -> Self {
+    /// `opened` and `statement` are the batch's: deferred statements are
+    /// folded into them.
+    fn new(batch: &Arc<StatementBatch>) -> Self {
         let h = || Histogram::new(HistogramConfig::precise());
-        let opened = Arc::new(h());
+        let opened = Arc::clone(&batch.opened);
         let closed = Arc::new(h());
-        let statement = Arc::new(h());
+        let statement = Arc::clone(&batch.statement);
         Histograms {
-            query: Composite::new(&[&statement]),
-            session_duration: Composite::new(&[&closed, &statement]),
-            session_creation: Composite::new(&[&opened]),
+            query: Composite::new(&[&statement], batch),
+            session_duration: Composite::new(&[&closed, &statement], batch),
+            session_creation: Composite::new(&[&opened], batch),
             session_cleanup: h(),
             recovery: h(),
-            checkout_wait: Composite::new(&[&opened]),
-            connection_use: Composite::new(&[&closed, &statement]),
+            checkout_wait: Composite::new(&[&opened], batch),
+            connection_use: Composite::new(&[&closed, &statement], batch),
             connection_create: h(),
             request: h(),
             cleanup_run: h(),
@@ -338,7 +356,8 @@ pub(crate) struct Inner {
     pub(crate) started_at: Timestamp,
     pub(crate) thresholds: RwLock<Arc<Thresholds>>,
     hot: HotThresholds,
-    pub(crate) counters: Counters,
+    /// Shared with the statement batch, which folds into it.
+    pub(crate) counters: Arc<Counters>,
     /// The shard count of every sharded structure, so one slot lookup serves all.
     shards: usize,
     pub(crate) active_sessions: AtomicI64,
@@ -432,6 +451,8 @@ impl MonitorBuilder {
         let config = self.config;
         let hot = HotThresholds::default();
         hot.store(&self.thresholds);
+        let counters = Arc::new(Counters::new());
+        let batch = Arc::new(StatementBatch::new(Arc::clone(&counters)));
         let state = State {
             recent_queries: Ring::new(config.query_ring),
             errors: Ring::new(config.error_ring),
@@ -456,7 +477,7 @@ impl MonitorBuilder {
         };
         Ok(Monitor {
             inner: Arc::new(Inner {
-                queries: QueryStats::new(config.top_queries, config.fingerprint_cache, now),
+                queries: QueryStats::new(config.top_queries, config.fingerprint_cache, now, Arc::clone(&batch)),
                 routes: RouteTable::new(config.top_routes),
                 operations: KeyedStats::new(config.top_operations),
                 named_operations: KeyedStats::new(config.top_operations),
@@ -466,13 +487,13 @@ impl MonitorBuilder {
                 started_at: now,
                 thresholds: RwLock::new(Arc::new(self.thresholds)),
                 hot,
-                counters: Counters::new(),
+                counters,
                 shards: default_shard_count(),
                 active_sessions: AtomicI64::new(0),
                 peak_sessions: AtomicI64::new(0),
                 in_flight_requests: AtomicI64::new(0),
                 peak_in_flight: AtomicI64::new(0),
-                histograms: Histograms::new(),
+                histograms: Histograms::new(&batch),
                 state: Mutex::new(state),
                 sinks: RwLock::new(Vec::new()),
             }),
@@ -692,8 +713,9 @@ impl Monitor {
 
     /// Looks `sql`'s fingerprint and statistics slot up once, for
     /// [`Monitor::record_prepared`].
+    #[inline]
     pub fn prepare(&self, sql: &str) -> PreparedQuery {
-        self.inner.queries.prepare(sql, self.now())
+        self.inner.queries.prepare(sql, || self.now())
     }
 
     /// A statement ran for `duration` (execution only, not the pool wait) and
@@ -939,6 +961,131 @@ impl Monitor {
         let at = shard_slot(inner.shards);
         self.record_query_in(at, &inner.histograms.statement, sql, duration, rows, outcome);
         self.checkout_closed(at, checkout, Duration::ZERO);
+    }
+
+    /// A connection was checked out for one statement alone (a pool used
+    /// directly as an executor), held by `holder`: it is tracked (the live
+    /// checkout list, leak detection) and counted as an active session at
+    /// once, while the checkout, its wait and its session are recorded with
+    /// the statement, when it ends, by [`Monitor::close_statement_checkout`]
+    /// (or [`Monitor::close_unused_statement_checkout`] if the statement
+    /// did not run to its end).
+    ///
+    /// This is what keeps the code run per pooled statement small: a
+    /// statement that succeeds in time is only appended to a per-thread
+    /// buffer, folded into the histograms, counters and per-fingerprint
+    /// statistics every few dozen statements and before anything is read.
+    #[inline]
+    pub fn open_statement_checkout(&self, holder: Holder) -> TrackedCheckout {
+        let at = shard_slot(self.inner.shards);
+        self.session_opened();
+        self.inner.checkouts.track_at(at, SessionKind::Connection, holder, self.now())
+    }
+
+    /// The statement that a checkout from [`Monitor::open_statement_checkout`]
+    /// was made for ended, and the checkout with it: the connection waited
+    /// `wait` to be checked out (its session's creation time) and the
+    /// statement (`query`, from [`Monitor::prepare`]) ran for `duration`
+    /// (the checkout's use and its session's duration), returning or
+    /// affecting `rows` rows. Everything is counted as by
+    /// [`Monitor::open_checkout`] and [`Monitor::close_checkout_with_query`];
+    /// a failed or slow statement (or a slow checkout) is recorded at once,
+    /// with its events, any other is folded in later (see there).
+    #[inline]
+    pub fn close_statement_checkout(
+        &self,
+        checkout: &TrackedCheckout,
+        wait: Duration,
+        query: PreparedQuery,
+        duration: Duration,
+        rows: u64,
+        outcome: Outcome<'_>,
+    ) {
+        let inner = &*self.inner;
+        let at = shard_slot(inner.shards);
+        inner.active_sessions.fetch_sub(1, Ordering::Relaxed);
+        self.release_checkout(checkout);
+        let hot = &inner.hot;
+        if outcome.class().is_some()
+            || HotThresholds::is_slow(&hot.slow_query_ns, duration)
+            || HotThresholds::is_slow(&hot.slow_creation_ns, wait)
+            || HotThresholds::is_slow(&hot.slow_cleanup_ns, Duration::ZERO)
+        {
+            self.statement_checkout_now(at, wait, &query, duration, rows, outcome);
+            return;
+        }
+        if context::is_active() {
+            context::note_statement(query.fingerprint_arc(), duration, false);
+        }
+        // Recorded into the slot even if it was evicted meanwhile, as the
+        // direct path races the same way; a statement not admitted to the
+        // table has the "other" bucket's slot, which is where it belongs.
+        let slot = query.into_slot();
+        inner.queries.batch().push(at, Pending { slot, wait_ns: nanos(wait), duration_ns: nanos(duration), rows });
+    }
+
+    /// [`Monitor::close_statement_checkout`] recorded at once (the release
+    /// and the active session's end are done).
+    #[cold]
+    #[inline(never)]
+    fn statement_checkout_now(
+        &self,
+        at: ShardSlot,
+        wait: Duration,
+        query: &PreparedQuery,
+        duration: Duration,
+        rows: u64,
+        outcome: Outcome<'_>,
+    ) {
+        self.statement_checkout_opened(at, wait);
+        let slow = self.count_query(at, &self.inner.histograms.statement, duration, rows, &outcome);
+        let failed = outcome.class().is_some();
+        query.record_in_slot(Execution { at, duration, rows, failed, slow });
+        if context::is_active() {
+            context::note_statement(query.fingerprint_arc(), duration, failed);
+        }
+        if slow || failed {
+            self.notable_query(query.fingerprint(), duration, rows, outcome, slow);
+        }
+        self.statement_checkout_closed(at);
+    }
+
+    /// A checkout from [`Monitor::open_statement_checkout`] ended before its
+    /// statement did (its future was dropped): the connection waited `wait`
+    /// and was out for `used`. Recorded at once; the statement, if it
+    /// started, is recorded on its own ([`Monitor::record_query`]).
+    pub fn close_unused_statement_checkout(&self, checkout: &TrackedCheckout, wait: Duration, used: Duration) {
+        let inner = &*self.inner;
+        let at = shard_slot(inner.shards);
+        inner.active_sessions.fetch_sub(1, Ordering::Relaxed);
+        self.release_checkout(checkout);
+        self.statement_checkout_opened(at, wait);
+        inner.histograms.closed.record_ns_at(at, nanos(used));
+        self.statement_checkout_closed(at);
+    }
+
+    /// The counts [`Monitor::open_checkout`] makes at once, made at the end
+    /// of a statement's checkout.
+    fn statement_checkout_opened(&self, at: ShardSlot, wait: Duration) {
+        let inner = &*self.inner;
+        let c = &inner.counters;
+        c.add_in(at, Counter::Checkouts, 1);
+        c.add_in(at, Counter::SessionsCreated, 1);
+        inner.histograms.opened.record_ns_at(at, nanos(wait));
+        if HotThresholds::is_slow(&inner.hot.slow_creation_ns, wait) {
+            c.add_in(at, Counter::SlowSessionCreations, 1);
+        }
+    }
+
+    /// The counts of a statement's check-in and of its session's end.
+    fn statement_checkout_closed(&self, at: ShardSlot) {
+        let inner = &*self.inner;
+        let c = &inner.counters;
+        c.add_in(at, Counter::Checkins, 1);
+        c.add_in(at, Counter::SessionsClosed, 1);
+        if HotThresholds::is_slow(&inner.hot.slow_cleanup_ns, Duration::ZERO) {
+            c.add_in(at, Counter::SlowSessionCleanups, 1);
+        }
     }
 
     /// The counts of a check-in and of its session's end, and the release.
@@ -1192,6 +1339,8 @@ impl Monitor {
     /// Every counter now. Queries are not counted separately on the hot path:
     /// their number is the global query histogram's count.
     pub(crate) fn totals(&self) -> Totals {
+        // Deferred statements count too, and the counters are read first.
+        self.inner.queries.batch().flush();
         let mut totals = self.inner.counters.totals();
         totals.0[Counter::Queries as usize] = self.inner.histograms.query.snapshot().count();
         totals
@@ -1256,6 +1405,8 @@ impl Monitor {
     pub fn reset(&self, scope: ResetScope) {
         let now = self.now();
         let inner = &self.inner;
+        // What was recorded before the reset is cleared with the rest.
+        inner.queries.batch().flush();
         let metrics = matches!(scope, ResetScope::Metrics | ResetScope::All);
         let errors = matches!(scope, ResetScope::Errors | ResetScope::All);
         inner.counters.reset(|i| (metrics && !is_error_counter(i)) || (errors && is_error_counter(i)));

@@ -17,7 +17,9 @@
 //!
 //! The hot path records into a slot's own sharded histogram and counters;
 //! the table's lock is only taken to find a slot, and not at all through a
-//! [`PreparedQuery`].
+//! [`PreparedQuery`]. A pooled statement that succeeded in time is not even
+//! recorded into its slot at once: it waits in a per-thread buffer
+//! ([`batch`]) that every reading of the slots folds first.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -31,6 +33,10 @@ use crate::clock::Timestamp;
 use crate::fingerprint::{Fingerprint, FingerprintCache, FingerprintId, StatementKind};
 use crate::histogram::{Histogram, HistogramConfig, HistogramSnapshot, LatencySummary};
 use crate::shard::{self, CachePadded, ShardSlot, default_shard_count, shard_slot};
+
+mod batch;
+
+pub(crate) use batch::{Pending, StatementBatch};
 
 /// One execution's figures, as the recording paths pass them along.
 #[derive(Debug, Clone, Copy)]
@@ -151,6 +157,18 @@ impl PreparedQuery {
 
     pub(crate) fn fingerprint_arc(&self) -> &Arc<Fingerprint> {
         &self.slot.fingerprint
+    }
+
+    /// The statistics slot, to defer a recording into it.
+    pub(crate) fn into_slot(self) -> Arc<Slot> {
+        self.slot
+    }
+
+    /// Records into the slot looked up, even if it was evicted since: for
+    /// a handle made for one execution, where looking the fingerprint up
+    /// again would count a second miss towards its admission.
+    pub(crate) fn record_in_slot(&self, e: Execution) {
+        self.slot.record(e);
     }
 }
 
@@ -292,6 +310,9 @@ pub(crate) struct QueryStats {
     other: Mutex<Other>,
     capacity: usize,
     started: Timestamp,
+    /// Statements recorded but not yet folded into their slots: every
+    /// reading of the slots folds them first.
+    batch: Arc<StatementBatch>,
 }
 
 /// How many slots one eviction round frees: 5 %, at least one.
@@ -300,7 +321,7 @@ fn eviction_batch(capacity: usize) -> usize {
 }
 
 impl QueryStats {
-    pub(crate) fn new(capacity: usize, cache_capacity: usize, started: Timestamp) -> Self {
+    pub(crate) fn new(capacity: usize, cache_capacity: usize, started: Timestamp, batch: Arc<StatementBatch>) -> Self {
         QueryStats {
             id: NEXT_TABLE_ID.fetch_add(1, Ordering::Relaxed),
             cache: FingerprintCache::new(cache_capacity),
@@ -308,6 +329,62 @@ impl QueryStats {
             other: Mutex::new(Other::default()),
             capacity: capacity.max(1),
             started,
+            batch,
+        }
+    }
+
+    /// The buffer of statements whose recording is deferred.
+    #[inline]
+    pub(crate) fn batch(&self) -> &StatementBatch {
+        &self.batch
+    }
+
+    /// The slot that records the statement `sql`: from the thread-local
+    /// cache when it is there (no lock), else looked up and cached.
+    #[inline]
+    pub(crate) fn slot_for(&self, sql: &str, now: impl FnOnce() -> Timestamp) -> Arc<Slot> {
+        let hash = xxhash_rust::xxh3::xxh3_64(sql.as_bytes());
+        if sql.len() <= FAST_MAX_TEXT {
+            let hit = FAST.try_with(|fast| {
+                let fast = fast.borrow();
+                let entry = fast.get(hash as usize % FAST_ENTRIES)?.as_ref()?;
+                let valid = entry.hash == hash
+                    && entry.table == self.id
+                    && &*entry.raw == sql
+                    && !entry.slot.evicted.load(Ordering::Relaxed);
+                valid.then(|| entry.slot.clone())
+            });
+            if let Ok(Some(slot)) = hit {
+                return slot;
+            }
+        }
+        self.slot_missed(sql, hash, now())
+    }
+
+    /// [`QueryStats::slot_for`] past the thread-local cache: the shared
+    /// fingerprint cache and the table, and the thread-local cache filled.
+    #[cold]
+    #[inline(never)]
+    fn slot_missed(&self, sql: &str, hash: u64, now: Timestamp) -> Arc<Slot> {
+        let slot = self.slot(self.cache.get(sql), now);
+        self.remember(sql, hash, &slot);
+        slot
+    }
+
+    /// Puts `slot` in the thread-local cache for `sql`, unless it counts in
+    /// "other": a text counted there is not cached, so that its next
+    /// execution reaches the table again to be admitted.
+    fn remember(&self, sql: &str, hash: u64, slot: &Arc<Slot>) {
+        if sql.len() <= FAST_MAX_TEXT && !slot.evicted.load(Ordering::Relaxed) {
+            let _ = FAST.try_with(|fast| {
+                if let Ok(mut fast) = fast.try_borrow_mut() {
+                    if fast.is_empty() {
+                        fast.resize_with(FAST_ENTRIES, || None);
+                    }
+                    fast[hash as usize % FAST_ENTRIES] =
+                        Some(FastEntry { hash, table: self.id, raw: sql.into(), slot: slot.clone() });
+                }
+            });
         }
     }
 
@@ -316,8 +393,8 @@ impl QueryStats {
         self.cache.get(sql)
     }
 
-    pub(crate) fn prepare(&self, sql: &str, now: Timestamp) -> PreparedQuery {
-        PreparedQuery { slot: self.slot(self.cache.get(sql), now) }
+    pub(crate) fn prepare(&self, sql: &str, now: impl FnOnce() -> Timestamp) -> PreparedQuery {
+        PreparedQuery { slot: self.slot_for(sql, now) }
     }
 
     /// Records one execution of the statement `sql`; returns its fingerprint
@@ -354,21 +431,8 @@ impl QueryStats {
         let fingerprint = self.cache.get(sql);
         let slot = self.slot(fingerprint.clone(), now());
         slot.record(e);
-        let fingerprint = notable.then_some(fingerprint);
-        // A text counted in "other" is not cached: its next execution must
-        // reach the table again to be admitted.
-        if sql.len() <= FAST_MAX_TEXT && !slot.evicted.load(Ordering::Relaxed) {
-            let _ = FAST.try_with(|fast| {
-                if let Ok(mut fast) = fast.try_borrow_mut() {
-                    if fast.is_empty() {
-                        fast.resize_with(FAST_ENTRIES, || None);
-                    }
-                    fast[hash as usize % FAST_ENTRIES] =
-                        Some(FastEntry { hash, table: self.id, raw: sql.into(), slot });
-                }
-            });
-        }
-        fingerprint
+        self.remember(sql, hash, &slot);
+        notable.then_some(fingerprint)
     }
 
     /// Records one execution of `fingerprint`.
@@ -422,6 +486,9 @@ impl QueryStats {
     }
 
     fn evict(&self, table: &mut Table) {
+        // Deferred statements of the slots about to go must be in their
+        // figures before those are merged into "other".
+        self.batch.flush();
         let round = table.round;
         let mut scored: Vec<(f64, FingerprintId)> = table
             .slots
@@ -453,6 +520,7 @@ impl QueryStats {
 
     /// Marks the fingerprints that ran since the last call as seen at `now`.
     pub(crate) fn touch(&self, now: Timestamp) {
+        self.batch.flush();
         let table = self.table.read().unwrap_or_else(|e| e.into_inner());
         for slot in table.slots.values() {
             let time = lifetime_time(slot);
@@ -468,6 +536,7 @@ impl QueryStats {
 
     /// Every tracked fingerprint plus "other" (when it holds anything), sorted.
     pub(crate) fn stats(&self, sort: QuerySort, limit: usize) -> Vec<QueryStat> {
+        self.batch.flush();
         let mut out: Vec<QueryStat> = {
             let table = self.table.read().unwrap_or_else(|e| e.into_inner());
             table
@@ -497,6 +566,7 @@ impl QueryStats {
     /// Every tracked fingerprint plus "other" (when it holds anything), each
     /// with its latency histogram, in no particular order.
     pub(crate) fn stats_with_latency(&self) -> Vec<(QueryStat, HistogramSnapshot)> {
+        self.batch.flush();
         let mut out: Vec<(QueryStat, HistogramSnapshot)> = {
             let table = self.table.read().unwrap_or_else(|e| e.into_inner());
             table
@@ -527,6 +597,7 @@ impl QueryStats {
     }
 
     pub(crate) fn clear(&self) {
+        self.batch.flush();
         let mut table = self.table.write().unwrap_or_else(|e| e.into_inner());
         for slot in table.slots.values() {
             slot.evicted.store(true, Ordering::Relaxed);

@@ -2,10 +2,11 @@
 //! transaction: one checkout from the pool, tracked in the core's registry,
 //! and the session it belongs to.
 
-use std::borrow::Borrow;
 use std::time::{Duration, Instant};
 
-use dbwarden_core::{Holder, Monitor, Outcome, SessionKind, TrackedCheckout};
+use dbwarden_core::{Holder, Monitor, Outcome, PreparedQuery, SessionKind, TrackedCheckout};
+
+use crate::classify::classify;
 
 /// How a connection was obtained from the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,16 +61,12 @@ pub fn current_holder() -> Holder {
     }
 }
 
-/// One live checkout. Dropping it records the check-in, closes the session
-/// and releases the registry entry.
-///
-/// `M` is how it reaches the monitor: an owned [`Monitor`] for the
-/// connections and transactions handed to callers, a borrowed one for the
-/// checkout a pool statement makes and ends inside its own future (no
-/// reference count to touch).
+/// One live checkout of a connection or transaction handed to a caller.
+/// Dropping it records the check-in, closes the session and releases the
+/// registry entry.
 #[derive(Debug)]
-pub(crate) struct Checkout<M: Borrow<Monitor> = Monitor> {
-    monitor: M,
+pub(crate) struct Checkout {
+    monitor: Monitor,
     tracked: TrackedCheckout,
     checked_out_at: Instant,
     acquire: AcquireInfo,
@@ -77,22 +74,20 @@ pub(crate) struct Checkout<M: Borrow<Monitor> = Monitor> {
     cleanup: Duration,
     /// A transaction neither committed nor rolled back yet.
     open_transaction: bool,
-    /// Already recorded as ended (with its statement).
-    closed: bool,
 }
 
-impl<M: Borrow<Monitor>> Checkout<M> {
+impl Checkout {
     /// Records the checkout, the session it opens (which took `creation`)
     /// and its tracking.
     pub(crate) fn start(
-        monitor: M,
+        monitor: Monitor,
         kind: SessionKind,
         holder: Holder,
         acquire: AcquireInfo,
         creation: Duration,
         checked_out_at: Instant,
     ) -> Self {
-        let tracked = monitor.borrow().open_checkout(kind, holder, acquire.wait, creation);
+        let tracked = monitor.open_checkout(kind, holder, acquire.wait, creation);
         Checkout {
             monitor,
             tracked,
@@ -100,12 +95,11 @@ impl<M: Borrow<Monitor>> Checkout<M> {
             acquire,
             cleanup: Duration::ZERO,
             open_transaction: kind == SessionKind::Transaction,
-            closed: false,
         }
     }
 
     pub(crate) fn monitor(&self) -> &Monitor {
-        self.monitor.borrow()
+        &self.monitor
     }
 
     pub(crate) fn acquire_info(&self) -> AcquireInfo {
@@ -123,32 +117,99 @@ impl<M: Borrow<Monitor>> Checkout<M> {
         self.cleanup = cleanup;
     }
 
-    /// Ends the checkout together with the one statement it was made for,
-    /// which ran for `duration` (the checkout's use) from the checkout on;
-    /// the drop then records nothing more.
-    pub(crate) fn close_with_query(&mut self, sql: &str, duration: Duration, rows: u64, outcome: Outcome<'_>) {
-        self.closed = true;
-        self.monitor.borrow().close_checkout_with_query(&self.tracked, sql, duration, rows, outcome);
-    }
-
     /// The id of the registry entry, if tracked.
     pub(crate) fn id(&self) -> Option<dbwarden_core::CheckoutId> {
         self.tracked.id()
     }
 }
 
-impl<M: Borrow<Monitor>> Drop for Checkout<M> {
+impl Drop for Checkout {
     fn drop(&mut self) {
-        if self.closed {
-            return;
-        }
         let used = self.checked_out_at.elapsed();
-        let monitor = self.monitor.borrow();
+        let monitor = &self.monitor;
         if self.open_transaction {
             // sqlx queues a ROLLBACK for a transaction dropped while open.
             monitor.record_rollback();
         }
         monitor.close_checkout(&self.tracked, used, self.cleanup);
+    }
+}
+
+/// The checkout a statement run with `&pool` makes for itself alone: the
+/// checkout, its session and the statement are recorded together when it
+/// ends ([`StatementCheckout::finish`]), by one core call that, for a
+/// statement that succeeds in time, only appends to a buffer. The
+/// statement's fingerprint is looked up when it is sent, so its text need
+/// not be kept.
+///
+/// Dropped unfinished (the statement's future was dropped), it records the
+/// statement as a success with the rows seen so far, and the checkout.
+pub(crate) struct StatementCheckout<'m> {
+    monitor: &'m Monitor,
+    tracked: TrackedCheckout,
+    /// `None` once recorded.
+    query: Option<PreparedQuery>,
+    wait: Duration,
+    checked_out_at: Instant,
+    pub(crate) returned: u64,
+    pub(crate) affected: u64,
+}
+
+impl<'m> StatementCheckout<'m> {
+    /// Tracks the checkout (made at `checked_out_at` after waiting `wait`)
+    /// for the statement `sql`, which is sent now.
+    pub(crate) fn start(
+        monitor: &'m Monitor,
+        holder: Holder,
+        sql: &str,
+        wait: Duration,
+        checked_out_at: Instant,
+    ) -> Self {
+        let tracked = monitor.open_statement_checkout(holder);
+        let query = Some(monitor.prepare(sql));
+        StatementCheckout { monitor, tracked, query, wait, checked_out_at, returned: 0, affected: 0 }
+    }
+
+    /// The statement ended now, successfully or with `error`, and the
+    /// connection is back.
+    pub(crate) fn finish(&mut self, error: Option<&sqlx::Error>) {
+        let Some(query) = self.query.take() else { return };
+        let duration = self.checked_out_at.elapsed();
+        match error {
+            None => self.monitor.close_statement_checkout(
+                &self.tracked,
+                self.wait,
+                query,
+                duration,
+                self.rows(),
+                Outcome::Success,
+            ),
+            Some(error) => self.failed(query, duration, error),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn failed(&self, query: PreparedQuery, duration: Duration, error: &sqlx::Error) {
+        let message = error.to_string();
+        let outcome = Outcome::Failure { class: classify(error), message: &message };
+        self.monitor.close_statement_checkout(&self.tracked, self.wait, query, duration, self.rows(), outcome);
+    }
+
+    /// PostgreSQL reports a SELECT's row count as affected too: the larger
+    /// rather than the sum.
+    fn rows(&self) -> u64 {
+        self.returned.max(self.affected)
+    }
+}
+
+impl Drop for StatementCheckout<'_> {
+    fn drop(&mut self) {
+        if let Some(query) = self.query.take() {
+            let used = self.checked_out_at.elapsed();
+            self.monitor.record_prepared(&query, used, self.rows(), Outcome::Success);
+            self.monitor.close_unused_statement_checkout(&self.tracked, self.wait, used);
+        }
     }
 }
 

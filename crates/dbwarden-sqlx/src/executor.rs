@@ -9,18 +9,22 @@
 //! or when it is dropped early (then it counts as a success with the rows
 //! seen so far). A statement that is never polled is not recorded.
 //!
-//! A statement run with `&pool` checks a connection out for itself alone:
-//! its timing starts when that checkout does (the statement is sent right
-//! after) and its end is the check-in, so the clock is read once per
-//! boundary and the checkout, its session and the statement are recorded by
-//! two calls ([`Monitor::open_checkout`], [`Monitor::close_checkout_with_query`]).
-//! A statement dropped early still records both, separately.
+//! A statement run with `&pool` checks a connection out for itself alone
+//! (`StatementCheckout`): its timing starts when that checkout does (the
+//! statement is sent right after) and its end is the check-in, so the clock
+//! is read once per boundary and the checkout, its session and the statement
+//! are recorded by two calls ([`Monitor::open_statement_checkout`], which
+//! only tracks the live checkout, and [`Monitor::close_statement_checkout`],
+//! which for a statement that succeeded in time only appends it to the
+//! core's buffer). Its fingerprint is looked up when it is sent
+//! ([`Monitor::prepare`]), so its text is not kept. A statement dropped
+//! early still records both, separately.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use dbwarden_core::{ErrorClass, Monitor, Outcome, SessionKind};
+use dbwarden_core::{ErrorClass, Monitor, Outcome};
 use futures_core::Stream;
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
@@ -28,7 +32,7 @@ use futures_util::{StreamExt, TryStreamExt};
 use sqlx::error::BoxDynError;
 use sqlx::{Database, Either, Execute, Executor, SqlStr};
 
-use crate::checkout::{Checkout, current_holder};
+use crate::checkout::{StatementCheckout, current_holder};
 use crate::classify::classify;
 use crate::connection::MonitoredConnection;
 use crate::database::MonitoredDatabase;
@@ -113,12 +117,6 @@ impl<'m> QueryRecorder<'m> {
     pub(crate) fn finish_timed(&mut self) -> Option<Duration> {
         let monitor = self.monitor;
         self.finish_by(|sql, duration, rows, outcome| monitor.record_query(sql, duration, rows, outcome))
-    }
-
-    /// Records the statement once, as ended now, together with the end of
-    /// `checkout`, which was made for this statement alone and ends with it.
-    pub(crate) fn finish_with_checkout(&mut self, checkout: &mut Checkout<&Monitor>) {
-        self.finish_by(|sql, duration, rows, outcome| checkout.close_with_query(sql, duration, rows, outcome));
     }
 
     /// Hands the statement's text, duration (ending now), rows and outcome
@@ -241,32 +239,27 @@ where
             // statement, recorded with it when the stream ends.
             let (mut conn, info, checked_out_at) = pool.checkout().await?;
             let monitor = pool.monitor();
+            let captured = Captured::<DB>::capture(query);
             // Declared before `conn`: the connection goes back first.
             let mut checkout =
-                Checkout::start(monitor, SessionKind::Connection, current_holder(), info, info.wait, checked_out_at);
-            let captured = Captured::<DB>::capture(query);
-            let mut recorder = QueryRecorder::new(monitor, captured.sql.clone());
-            recorder.begin_at(checked_out_at);
+                StatementCheckout::start(monitor, current_holder(), captured.sql.as_str(), info.wait, checked_out_at);
             let mut steps = (&mut *conn).fetch_many(captured);
             let ended = loop {
                 match steps.try_next().await {
                     Ok(Some(step)) => {
                         match &step {
-                            Either::Left(result) => recorder.affected += DB::rows_affected(result),
-                            Either::Right(_) => recorder.returned += 1,
+                            Either::Left(result) => checkout.affected += DB::rows_affected(result),
+                            Either::Right(_) => checkout.returned += 1,
                         }
                         out.send(step).await;
                     }
                     Ok(None) => break Ok(()),
-                    Err(error) => {
-                        recorder.fail(&error);
-                        break Err(error);
-                    }
+                    Err(error) => break Err(error),
                 }
             };
             drop(steps);
             drop(conn);
-            recorder.finish_with_checkout(&mut checkout);
+            checkout.finish(ended.as_ref().err());
             ended
         }))
     }

@@ -50,11 +50,11 @@ use futures_core::future::BoxFuture;
 use sqlx::pool::{PoolConnection, PoolConnectionMetadata, PoolOptions};
 use sqlx::{Connection, Pool, Transaction};
 
-use crate::checkout::{AcquireInfo, Checkout, current_holder};
+use crate::checkout::{AcquireInfo, Checkout, StatementCheckout, current_holder};
 use crate::classify::classify;
 use crate::connection::MonitoredConnection;
 use crate::database::MonitoredDatabase;
-use crate::executor::{Captured, QueryRecorder};
+use crate::executor::Captured;
 use crate::transaction::MonitoredTransaction;
 
 thread_local! {
@@ -415,24 +415,24 @@ impl<DB: MonitoredDatabase> MonitoredPool<DB> {
         let (mut conn, info, checked_out_at) = self.acquired(started, result, connect)?;
         let monitor = &self.inner.shared.monitor;
         let captured = Captured::<DB>::capture(query);
-        let mut recorder = QueryRecorder::new(monitor, captured.sql.clone());
-        recorder.begin_at(checked_out_at);
         // The checkout is booked before the statement is sent, not while the
         // database works: sending wakes the database's side (SQLite's worker
         // thread), and bookkeeping done after that competes with it for the
         // CPU; measured on one core, it cost a context switch per few queries.
         let mut checkout =
-            Checkout::start(monitor, SessionKind::Connection, current_holder(), info, info.wait, checked_out_at);
+            StatementCheckout::start(monitor, current_holder(), captured.sql.as_str(), info.wait, checked_out_at);
         let result = sqlx::Executor::fetch_optional(&mut *conn, captured).await;
-        match &result {
-            Ok(row) => recorder.returned = u64::from(row.is_some()),
-            Err(error) => recorder.fail(error),
-        }
         drop(conn);
         // The statement started at the checkout and its end is the
         // check-in: the connection was out exactly as long as it ran, so
         // both are recorded in one call with one clock read.
-        recorder.finish_with_checkout(&mut checkout);
+        match &result {
+            Ok(row) => {
+                checkout.returned = u64::from(row.is_some());
+                checkout.finish(None);
+            }
+            Err(error) => checkout.finish(Some(error)),
+        }
         result
     }
 
