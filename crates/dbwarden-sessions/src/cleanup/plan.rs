@@ -100,8 +100,11 @@ const RANGE_FILL: f64 = 0.8;
 /// third of a batch's time.
 const BATCH_SESSION_SETTINGS: &str = "SET lock_timeout = '100ms'; SET synchronous_commit = off";
 
-/// Text of the error a range statement raises, undoing itself, when the
-/// range held more targets than the batch may delete.
+/// Text of the error a range statement raises, before it deletes anything,
+/// when the range holds more targets than the batch may delete. The server
+/// logs it like any error (`invalid input syntax for type bigint: "N targets:
+/// more than the batch"`); it happens when the density of expired rows jumps
+/// between two ranges, and the run goes on with a smaller range.
 const OVER_BATCH: &str = " targets: more than the batch";
 
 /// Whether a range statement undid itself for holding more than the batch.
