@@ -344,21 +344,31 @@ impl QueryStats {
     #[inline]
     pub(crate) fn slot_for(&self, sql: &str, now: impl FnOnce() -> Timestamp) -> Arc<Slot> {
         let hash = xxhash_rust::xxh3::xxh3_64(sql.as_bytes());
-        if sql.len() <= FAST_MAX_TEXT {
-            let hit = FAST.try_with(|fast| {
-                let fast = fast.borrow();
-                let entry = fast.get(hash as usize % FAST_ENTRIES)?.as_ref()?;
-                let valid = entry.hash == hash
-                    && entry.table == self.id
-                    && &*entry.raw == sql
-                    && !entry.slot.evicted.load(Ordering::Relaxed);
-                valid.then(|| entry.slot.clone())
-            });
-            if let Ok(Some(slot)) = hit {
-                return slot;
-            }
+        if let Some(slot) = self.with_cached_slot(sql, hash, Arc::clone) {
+            return slot;
         }
         self.slot_missed(sql, hash, now())
+    }
+
+    /// `use_slot` applied to the slot the thread-local cache holds for `sql`
+    /// (whose xxh3 is `hash`), without a lock or a reference count; `None`
+    /// when the cache has no live entry for it.
+    #[inline]
+    fn with_cached_slot<R>(&self, sql: &str, hash: u64, use_slot: impl FnOnce(&Arc<Slot>) -> R) -> Option<R> {
+        if sql.len() > FAST_MAX_TEXT {
+            return None;
+        }
+        FAST.try_with(|fast| {
+            let fast = fast.borrow();
+            let entry = fast.get(hash as usize % FAST_ENTRIES)?.as_ref()?;
+            let valid = entry.hash == hash
+                && entry.table == self.id
+                && &*entry.raw == sql
+                && !entry.slot.evicted.load(Ordering::Relaxed);
+            valid.then(|| use_slot(&entry.slot))
+        })
+        .ok()
+        .flatten()
     }
 
     /// [`QueryStats::slot_for`] past the thread-local cache: the shared
@@ -411,22 +421,12 @@ impl QueryStats {
     ) -> Option<Arc<Fingerprint>> {
         let notable = e.failed || e.slow || wanted;
         let hash = xxhash_rust::xxh3::xxh3_64(sql.as_bytes());
-        if sql.len() <= FAST_MAX_TEXT {
-            let hit = FAST.try_with(|fast| {
-                let fast = fast.borrow();
-                let entry = fast.get(hash as usize % FAST_ENTRIES)?.as_ref()?;
-                let valid = entry.hash == hash
-                    && entry.table == self.id
-                    && &*entry.raw == sql
-                    && !entry.slot.evicted.load(Ordering::Relaxed);
-                valid.then(|| {
-                    entry.slot.record(e);
-                    notable.then(|| entry.slot.fingerprint.clone())
-                })
-            });
-            if let Ok(Some(fingerprint)) = hit {
-                return fingerprint;
-            }
+        let hit = self.with_cached_slot(sql, hash, |slot| {
+            slot.record(e);
+            notable.then(|| slot.fingerprint.clone())
+        });
+        if let Some(fingerprint) = hit {
+            return fingerprint;
         }
         let fingerprint = self.cache.get(sql);
         let slot = self.slot(fingerprint.clone(), now());
