@@ -235,7 +235,7 @@ impl HotThresholds {
 /// checkout's session lasts exactly its use, and a statement run on a
 /// checkout made for it alone (a pool used as an executor) takes exactly
 /// the checkout's use. [`Monitor::open_checkout`], [`Monitor::close_checkout`]
-/// and [`Monitor::close_checkout_with_query`] record each such value once,
+/// and [`Monitor::close_statement_checkout`] record each such value once,
 /// into a part the histograms concerned share; every reader merges them.
 /// Values recorded one at a time (`record_checkout`, `record_query`, …) go
 /// to `own`.
@@ -723,22 +723,7 @@ impl Monitor {
     #[inline]
     pub fn record_query(&self, sql: &str, duration: Duration, rows: u64, outcome: Outcome<'_>) {
         let at = shard_slot(self.inner.shards);
-        self.record_query_in(at, &self.inner.histograms.query.own, sql, duration, rows, outcome);
-    }
-
-    /// [`Monitor::record_query`] as the holder of `at`, with the duration
-    /// recorded into `latency` (a part of the query histogram).
-    #[inline]
-    fn record_query_in(
-        &self,
-        at: ShardSlot,
-        latency: &Histogram,
-        sql: &str,
-        duration: Duration,
-        rows: u64,
-        outcome: Outcome<'_>,
-    ) {
-        let slow = self.count_query(at, latency, duration, rows, &outcome);
+        let slow = self.count_query(at, &self.inner.histograms.query.own, duration, rows, &outcome);
         let failed = outcome.class().is_some();
         let e = Execution { at, duration, rows, failed, slow };
         let in_context = context::is_active();
@@ -909,20 +894,8 @@ impl Monitor {
     ) -> TrackedCheckout {
         let inner = &*self.inner;
         let at = shard_slot(inner.shards);
-        let c = &inner.counters;
-        c.add_in(at, Counter::Checkouts, 1);
-        c.add_in(at, Counter::SessionsCreated, 1);
-        let h = &inner.histograms;
-        if creation == wait {
-            h.opened.record_ns_at(at, nanos(wait));
-        } else {
-            h.checkout_wait.own.record_ns_at(at, nanos(wait));
-            h.session_creation.own.record_ns_at(at, nanos(creation));
-        }
+        self.checkout_counted(at, wait, creation);
         self.session_opened();
-        if HotThresholds::is_slow(&inner.hot.slow_creation_ns, creation) {
-            c.add_in(at, Counter::SlowSessionCreations, 1);
-        }
         inner.checkouts.track_at(at, kind, holder, self.now())
     }
 
@@ -941,26 +914,6 @@ impl Monitor {
             inner.histograms.session_cleanup.record_ns_at(at, nanos(cleanup));
         }
         self.checkout_closed(at, checkout, cleanup);
-    }
-
-    /// A statement ran on a checkout from [`Monitor::open_checkout`] made
-    /// for it alone (a pool used directly as an executor), and the checkout
-    /// ended when the statement did. The same as [`Monitor::record_query`]
-    /// then [`Monitor::close_checkout`] with the statement's duration as the
-    /// use time and no cleanup, with each figure recorded once.
-    #[inline]
-    pub fn close_checkout_with_query(
-        &self,
-        checkout: &TrackedCheckout,
-        sql: &str,
-        duration: Duration,
-        rows: u64,
-        outcome: Outcome<'_>,
-    ) {
-        let inner = &*self.inner;
-        let at = shard_slot(inner.shards);
-        self.record_query_in(at, &inner.histograms.statement, sql, duration, rows, outcome);
-        self.checkout_closed(at, checkout, Duration::ZERO);
     }
 
     /// A connection was checked out for one statement alone (a pool used
@@ -988,8 +941,10 @@ impl Monitor {
     /// statement (`query`, from [`Monitor::prepare`]) ran for `duration`
     /// (the checkout's use and its session's duration), returning or
     /// affecting `rows` rows. Everything is counted as by
-    /// [`Monitor::open_checkout`] and [`Monitor::close_checkout_with_query`];
-    /// a failed or slow statement (or a slow checkout) is recorded at once,
+    /// [`Monitor::open_checkout`], [`Monitor::record_query`] and
+    /// [`Monitor::close_checkout`] with the statement's duration as the use
+    /// time, each figure once; a failed or slow statement (or a slow
+    /// checkout) is recorded at once,
     /// with its events, any other is folded in later (see there).
     #[inline]
     pub fn close_statement_checkout(
@@ -1037,7 +992,7 @@ impl Monitor {
         rows: u64,
         outcome: Outcome<'_>,
     ) {
-        self.statement_checkout_opened(at, wait);
+        self.checkout_counted(at, wait, wait);
         let slow = self.count_query(at, &self.inner.histograms.statement, duration, rows, &outcome);
         let failed = outcome.class().is_some();
         query.record_in_slot(Execution { at, duration, rows, failed, slow });
@@ -1047,7 +1002,7 @@ impl Monitor {
         if slow || failed {
             self.notable_query(query.fingerprint(), duration, rows, outcome, slow);
         }
-        self.statement_checkout_closed(at);
+        self.checkin_counted(at, Duration::ZERO);
     }
 
     /// A checkout from [`Monitor::open_statement_checkout`] ended before its
@@ -1059,31 +1014,40 @@ impl Monitor {
         let at = shard_slot(inner.shards);
         inner.active_sessions.fetch_sub(1, Ordering::Relaxed);
         self.release_checkout(checkout);
-        self.statement_checkout_opened(at, wait);
+        self.checkout_counted(at, wait, wait);
         inner.histograms.closed.record_ns_at(at, nanos(used));
-        self.statement_checkout_closed(at);
+        self.checkin_counted(at, Duration::ZERO);
     }
 
-    /// The counts [`Monitor::open_checkout`] makes at once, made at the end
-    /// of a statement's checkout.
-    fn statement_checkout_opened(&self, at: ShardSlot, wait: Duration) {
+    /// The counts of a check-out that waited `wait` and whose session took
+    /// `creation` to open (the same as `wait` for a plain checkout).
+    #[inline]
+    fn checkout_counted(&self, at: ShardSlot, wait: Duration, creation: Duration) {
         let inner = &*self.inner;
         let c = &inner.counters;
         c.add_in(at, Counter::Checkouts, 1);
         c.add_in(at, Counter::SessionsCreated, 1);
-        inner.histograms.opened.record_ns_at(at, nanos(wait));
-        if HotThresholds::is_slow(&inner.hot.slow_creation_ns, wait) {
+        let h = &inner.histograms;
+        if creation == wait {
+            h.opened.record_ns_at(at, nanos(wait));
+        } else {
+            h.checkout_wait.own.record_ns_at(at, nanos(wait));
+            h.session_creation.own.record_ns_at(at, nanos(creation));
+        }
+        if HotThresholds::is_slow(&inner.hot.slow_creation_ns, creation) {
             c.add_in(at, Counter::SlowSessionCreations, 1);
         }
     }
 
-    /// The counts of a statement's check-in and of its session's end.
-    fn statement_checkout_closed(&self, at: ShardSlot) {
+    /// The counts of a check-in and of its session's end, whose closing
+    /// took `cleanup`.
+    #[inline]
+    fn checkin_counted(&self, at: ShardSlot, cleanup: Duration) {
         let inner = &*self.inner;
         let c = &inner.counters;
         c.add_in(at, Counter::Checkins, 1);
         c.add_in(at, Counter::SessionsClosed, 1);
-        if HotThresholds::is_slow(&inner.hot.slow_cleanup_ns, Duration::ZERO) {
+        if HotThresholds::is_slow(&inner.hot.slow_cleanup_ns, cleanup) {
             c.add_in(at, Counter::SlowSessionCleanups, 1);
         }
     }
@@ -1091,14 +1055,8 @@ impl Monitor {
     /// The counts of a check-in and of its session's end, and the release.
     #[inline]
     fn checkout_closed(&self, at: ShardSlot, checkout: &TrackedCheckout, cleanup: Duration) {
-        let inner = &*self.inner;
-        let c = &inner.counters;
-        c.add_in(at, Counter::Checkins, 1);
-        c.add_in(at, Counter::SessionsClosed, 1);
-        inner.active_sessions.fetch_sub(1, Ordering::Relaxed);
-        if HotThresholds::is_slow(&inner.hot.slow_cleanup_ns, cleanup) {
-            c.add_in(at, Counter::SlowSessionCleanups, 1);
-        }
+        self.checkin_counted(at, cleanup);
+        self.inner.active_sessions.fetch_sub(1, Ordering::Relaxed);
         self.release_checkout(checkout);
     }
 

@@ -279,16 +279,17 @@ fn pool_exhaustion_alerts_after_its_for_duration_and_health_fails() {
 #[test]
 fn combined_checkout_calls_count_each_figure_once_in_every_histogram() {
     let (m, _) = monitor();
-    // A plain checkout opens its session in its wait; a transaction's
-    // session also took the BEGIN.
-    let plain = m.open_checkout(SessionKind::Connection, Holder::default(), ms(2), ms(2));
+    // A statement's own checkout opens its session in its wait and lasts
+    // the statement; a transaction's session also took the BEGIN.
+    let plain = m.open_statement_checkout(Holder::default());
     let tx = m.open_checkout(SessionKind::Transaction, Holder::default(), ms(3), ms(5));
     assert_eq!(m.active_sessions(), 2);
     let live = m.checkouts();
     assert_eq!(live.len(), 2);
     assert_ne!(live[0].id, live[1].id);
     assert_eq!(Some(live[1].id), tx.id());
-    m.close_checkout_with_query(&plain, "SELECT * FROM users WHERE id = 7", ms(4), 1, Outcome::Success);
+    let query = m.prepare("SELECT * FROM users WHERE id = 7");
+    m.close_statement_checkout(&plain, ms(2), query, ms(4), 1, Outcome::Success);
     m.close_checkout(&tx, ms(20), ms(1));
     assert_eq!(m.active_sessions(), 0);
     assert!(m.checkouts().is_empty());

@@ -196,10 +196,8 @@ impl<'m> StatementCheckout<'m> {
         self.monitor.close_statement_checkout(&self.tracked, self.wait, query, duration, self.rows(), outcome);
     }
 
-    /// PostgreSQL reports a SELECT's row count as affected too: the larger
-    /// rather than the sum.
     fn rows(&self) -> u64 {
-        self.returned.max(self.affected)
+        crate::executor::statement_rows(self.returned, self.affected)
     }
 }
 

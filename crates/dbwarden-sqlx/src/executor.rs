@@ -115,28 +115,25 @@ impl<'m> QueryRecorder<'m> {
     /// Records the statement once, as ended now; returns how long it ran
     /// (`None` when it was already recorded or never started).
     pub(crate) fn finish_timed(&mut self) -> Option<Duration> {
-        let monitor = self.monitor;
-        self.finish_by(|sql, duration, rows, outcome| monitor.record_query(sql, duration, rows, outcome))
-    }
-
-    /// Hands the statement's text, duration (ending now), rows and outcome
-    /// to `record`, once; returns the duration.
-    fn finish_by(&mut self, record: impl FnOnce(&str, Duration, u64, Outcome<'_>)) -> Option<Duration> {
         if self.done {
             return None;
         }
         self.done = true;
         let duration = self.started?.elapsed();
-        // PostgreSQL reports a SELECT's row count as affected too: take the
-        // larger rather than the sum.
-        let rows = self.returned.max(self.affected);
         let outcome = match &self.error {
             None => Outcome::Success,
             Some((class, message)) => Outcome::Failure { class: *class, message },
         };
-        record(self.sql.as_str(), duration, rows, outcome);
+        self.monitor.record_query(self.sql.as_str(), duration, statement_rows(self.returned, self.affected), outcome);
         Some(duration)
     }
+}
+
+/// A statement's row count from the rows it returned and those it reports
+/// affected: PostgreSQL reports a SELECT's rows as affected too, so the
+/// larger rather than the sum.
+pub(crate) fn statement_rows(returned: u64, affected: u64) -> u64 {
+    returned.max(affected)
 }
 
 impl Drop for QueryRecorder<'_> {
