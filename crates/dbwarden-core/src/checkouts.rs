@@ -6,14 +6,20 @@
 //! named by request id and route as well as by stack, the list is queryable
 //! while the connection is still out, and a leak that comes back is reported
 //! as returned with how long it was held.
+//!
+//! A checkout made while a request is current (see [`crate::context`]) is
+//! held by that request unless its [`Holder`] names another: the entry keeps
+//! a reference to the request's context and reads its id and route only when
+//! someone looks, so naming the request costs a checkout no copy of either.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::clock::Timestamp;
+use crate::context::{RequestContext, current_request};
 use crate::shard::{self, ShardSlot, default_shard_count, shard_slot};
 
 /// What was checked out.
@@ -57,6 +63,9 @@ struct Entry {
     id: CheckoutId,
     kind: SessionKind,
     holder: Holder,
+    /// The request being served when the checkout was made, when `holder`
+    /// names none; its id and route complete the holder when it is shown.
+    request: Option<Arc<RequestContext>>,
     checked_out_at: Timestamp,
     last_active: Timestamp,
     leak_reported: bool,
@@ -118,11 +127,21 @@ impl Entry {
         self.id != VACANT
     }
 
+    /// The holder, completed with the request the checkout was made for.
+    fn holder(&self) -> Holder {
+        let mut holder = self.holder.clone();
+        if let Some(request) = &self.request {
+            holder.request_id = Some(request.request_id().to_owned());
+            holder.route = Some(request.route().to_owned());
+        }
+        holder
+    }
+
     fn info(&self, now: Timestamp) -> CheckoutInfo {
         CheckoutInfo {
             id: self.id,
             kind: self.kind,
-            holder: self.holder.clone(),
+            holder: self.holder(),
             checked_out_at: self.checked_out_at,
             age_seconds: now.since(self.checked_out_at).as_secs_f64(),
             idle_seconds: now.since(self.last_active).as_secs_f64(),
@@ -185,6 +204,7 @@ impl Registry {
             self.untracked.fetch_add(1, Ordering::Relaxed);
             return TrackedCheckout { id: None, shard: 0, slot: 0 };
         }
+        let request = if holder.request_id.is_none() && holder.route.is_none() { current_request() } else { None };
         let shards = self.shards.len();
         let shard = if shard::fits(at, shards) { at.index } else { shard_slot(shards).index };
         let mut slab = self.shard(shard);
@@ -197,6 +217,7 @@ impl Registry {
                 entry.id = id;
                 entry.kind = kind;
                 entry.holder = holder;
+                entry.request = request;
                 entry.checked_out_at = now;
                 entry.last_active = now;
                 entry.leak_reported = false;
@@ -208,6 +229,7 @@ impl Registry {
                     id,
                     kind,
                     holder,
+                    request,
                     checked_out_at: now,
                     last_active: now,
                     leak_reported: false,
@@ -240,19 +262,21 @@ impl Registry {
         now: impl FnOnce() -> Timestamp,
     ) -> Option<Box<CheckoutInfo>> {
         let id = checkout.id?;
-        let (holder, returned) = {
+        let (holder, request, returned) = {
             let mut slab = self.shard(checkout.shard as usize);
             // Only the entry this checkout put there is taken out.
             let entry = slab.slots.get_mut(checkout.slot as usize).filter(|e| e.id == id)?;
             let returned = if entry.leak_reported { Some(Box::new(entry.info(now()))) } else { None };
             entry.id = VACANT;
             let holder = entry.holder.is_known().then(|| std::mem::take(&mut entry.holder));
+            let request = entry.request.take();
             slab.free.push(checkout.slot);
             self.len.fetch_sub(1, Ordering::Relaxed);
-            (holder, returned)
+            (holder, request, returned)
         };
-        // The holder's strings are freed here, outside the shard's lock.
-        drop(holder);
+        // The holder's strings, and the request's context if this was its
+        // last reference, are freed here, outside the shard's lock.
+        drop((holder, request));
         returned
     }
 
@@ -307,6 +331,37 @@ mod tests {
 
     fn now() -> Timestamp {
         Timestamp::from_millis(1_000)
+    }
+
+    #[test]
+    fn a_checkout_made_while_a_request_is_current_is_held_by_it_unless_its_holder_names_another() {
+        use crate::context::RequestScope;
+
+        let registry = Registry::new(8);
+        let route = crate::RouteHandle::unbound("GET", "/items/{id}");
+        let mut scope = RequestScope::new(RequestContext::for_route("req-9", &route));
+        let (in_request, named) = {
+            let _entered = scope.enter();
+            let named = Holder { request_id: Some("job-3".to_owned()), ..Holder::default() };
+            (
+                registry.track(SessionKind::Connection, Holder::default(), now()),
+                registry.track(SessionKind::Transaction, named, now()),
+            )
+        };
+        let outside = registry.track(SessionKind::Connection, Holder::default(), now());
+        let holder_of = |checkout: &TrackedCheckout| {
+            let live = registry.list(now());
+            let info = live.into_iter().find(|c| Some(c.id) == checkout.id()).expect("a listed checkout");
+            (info.holder.request_id, info.holder.route)
+        };
+        assert_eq!(holder_of(&in_request), (Some("req-9".to_owned()), Some("/items/{id}".to_owned())));
+        assert_eq!(holder_of(&named), (Some("job-3".to_owned()), None));
+        assert_eq!(holder_of(&outside), (None, None));
+        // The entry keeps the request's context while the checkout is out,
+        // and lets go of it at check-in, so the scope can reuse it.
+        assert_eq!(Arc::strong_count(scope.context()), 3);
+        assert!(registry.release(&in_request, now).is_none());
+        assert_eq!(Arc::strong_count(scope.context()), 2);
     }
 
     #[test]

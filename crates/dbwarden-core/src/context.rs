@@ -191,6 +191,14 @@ impl RequestContext {
         self.tallies.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// The tallies of fingerprints run at least `min_count` times for more
+    /// than `min_total` in all: the request's N+1 patterns. Nothing is
+    /// copied (nor allocated) for a request that has none.
+    pub(crate) fn tallies_over(&self, min_count: u32, min_total: Duration) -> Vec<StatementTally> {
+        let tallies = self.tallies.lock().unwrap_or_else(|e| e.into_inner());
+        tallies.iter().filter(|t| t.count >= min_count && t.total > min_total).cloned().collect()
+    }
+
     fn note(&self, fingerprint: &Arc<Fingerprint>, duration: Duration) {
         self.db_nanos.fetch_add(u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX), Ordering::Relaxed);
         self.db_queries.fetch_add(1, Ordering::Relaxed);

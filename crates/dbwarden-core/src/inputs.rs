@@ -143,12 +143,10 @@ impl Monitor {
     /// Reports every fingerprint `context` ran often and long enough as an
     /// N+1 pattern.
     fn report_n_plus_one(&self, context: &RequestContext) {
-        let thresholds = self.thresholds();
-        let (min_count, min_total) = (thresholds.n_plus_one_min_count, thresholds.n_plus_one_min_total);
+        let (min_count, min_total) = self.n_plus_one_thresholds();
         let findings: Vec<NPlusOneEvent> = context
-            .tallies()
+            .tallies_over(min_count, min_total)
             .into_iter()
-            .filter(|t| t.count >= min_count && t.total > min_total)
             .map(|t| NPlusOneEvent {
                 at: self.now(),
                 route: context.route().to_owned(),

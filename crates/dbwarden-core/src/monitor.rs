@@ -17,7 +17,7 @@
 //! and every reading (totals, histograms, per-fingerprint statistics, a
 //! reset) folds all buffers first, so it sees everything recorded before.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -208,6 +208,8 @@ struct HotThresholds {
     slow_recovery_ns: AtomicU64,
     slow_request_ns: AtomicU64,
     request_timeout_ns: AtomicU64,
+    n_plus_one_min_count: AtomicU32,
+    n_plus_one_min_total_ns: AtomicU64,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -222,6 +224,8 @@ impl HotThresholds {
         self.slow_recovery_ns.store(nanos(t.slow_recovery), Ordering::Relaxed);
         self.slow_request_ns.store(nanos(t.slow_request), Ordering::Relaxed);
         self.request_timeout_ns.store(nanos(t.request_timeout), Ordering::Relaxed);
+        self.n_plus_one_min_count.store(t.n_plus_one_min_count, Ordering::Relaxed);
+        self.n_plus_one_min_total_ns.store(nanos(t.n_plus_one_min_total), Ordering::Relaxed);
     }
 
     #[inline]
@@ -582,6 +586,18 @@ impl Monitor {
     /// The thresholds in force.
     pub fn thresholds(&self) -> Arc<Thresholds> {
         self.inner.thresholds.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The N+1 thresholds in force (count, total time), read without the
+    /// thresholds' lock: they are asked for by every request that ran a
+    /// statement.
+    #[inline]
+    pub(crate) fn n_plus_one_thresholds(&self) -> (u32, Duration) {
+        let hot = &self.inner.hot;
+        (
+            hot.n_plus_one_min_count.load(Ordering::Relaxed),
+            Duration::from_nanos(hot.n_plus_one_min_total_ns.load(Ordering::Relaxed)),
+        )
     }
 
     /// Replaces the thresholds and re-derives the default alert rules from

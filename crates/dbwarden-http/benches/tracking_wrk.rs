@@ -12,7 +12,11 @@
 //! `apt-get install -y wrk`). Each wrk run is `wrk -t1 -c16 -d5s`
 //! (`DBWARDEN_WRK_SECONDS` changes the duration, 5 s by default,
 //! `DBWARDEN_WRK_ROUNDS` the number of interleaved rounds, 6 by default). The
-//! server gets one runtime thread, wrk the other core.
+//! server gets one runtime thread, wrk the other core: the process pins
+//! itself (and so its runtime thread and SQLite's worker thread) to CPU 0
+//! and runs wrk on CPU 1, with `taskset`. Unpinned, SQLite's worker wakes
+//! up on whichever CPU is free, and the one-query figures move by ±20 %
+//! from round to round; `DBWARDEN_WRK_PIN=0` turns pinning off.
 //!
 //! Besides throughput it reports the server's CPU time per request (from
 //! `/proc/self/stat`), which a busy machine disturbs far less:
@@ -59,10 +63,23 @@ fn cpu_ns() -> u64 {
     (ticks(11) + ticks(12)) * 10_000_000
 }
 
+/// Pins this process's main thread, and so every thread it starts later, to
+/// CPU 0; whether it could.
+fn pin_to_cpu0() -> bool {
+    let pid = std::process::id().to_string();
+    Command::new("taskset").args(["-p", "-c", "0", &pid]).output().is_ok_and(|out| out.status.success())
+}
+
 /// One wrk run: requests per second, and server CPU microseconds per request.
-fn wrk(url: &str, seconds: u64) -> (f64, f64) {
+/// With `pinned`, wrk runs on CPU 1.
+fn wrk(url: &str, seconds: u64, pinned: bool) -> (f64, f64) {
     let cpu_before = cpu_ns();
-    let out = Command::new("wrk").args(["-t1", "-c16", &format!("-d{seconds}s")]).arg(url).output().expect("run wrk");
+    let args = ["-t1".to_owned(), "-c16".to_owned(), format!("-d{seconds}s"), url.to_owned()];
+    let mut command = if pinned { Command::new("taskset") } else { Command::new("wrk") };
+    if pinned {
+        command.args(["-c", "1", "wrk"]);
+    }
+    let out = command.args(args).output().expect("run wrk");
     let cpu = cpu_ns().saturating_sub(cpu_before) as f64;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(!text.contains("Non-2xx") && !text.contains("Socket errors"), "wrk saw errors on {url}:\n{text}");
@@ -108,6 +125,9 @@ fn main() {
     let seconds = env("DBWARDEN_WRK_SECONDS", 5);
     let rounds = env("DBWARDEN_WRK_ROUNDS", 6);
     let only = std::env::var("DBWARDEN_WRK_ONLY").ok();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Before any thread starts, so that all inherit it.
+    let pinned = env("DBWARDEN_WRK_PIN", 1) != 0 && cpus >= 2 && pin_to_cpu0();
 
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -143,7 +163,10 @@ fn main() {
         (bare, passthrough, tracked, monitor)
     });
 
-    println!("wrk -t1 -c16 -d{seconds}s, {rounds} interleaved rounds per side; server on one runtime thread");
+    println!(
+        "wrk -t1 -c16 -d{seconds}s, {rounds} interleaved rounds per side; server on one runtime thread{}",
+        if pinned { ", pinned to CPU 0, wrk to CPU 1" } else { ", unpinned" }
+    );
     for (name, path) in [("tiny handler", "/hello/42"), ("one SQLite query", "/authors/42")] {
         // Per side: throughput and CPU per request of every round.
         let sides = [("bare", bare), ("pass-through", passthrough), ("tracked", tracked)];
@@ -160,7 +183,7 @@ fn main() {
                 if only.as_deref().is_some_and(|o| o != side) {
                     continue;
                 }
-                let (r, c) = wrk(&format!("http://{addr}{path}"), seconds);
+                let (r, c) = wrk(&format!("http://{addr}{path}"), seconds, pinned);
                 println!("  {name:<17} {side:<12} round {round}: {r:>9.0} req/s, {c:>6.2} µs server CPU/request");
                 rps[i].push(r);
                 cpu[i].push(c);

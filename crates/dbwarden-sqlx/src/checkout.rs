@@ -36,9 +36,13 @@ fn backtraces_enabled() -> bool {
     })
 }
 
-/// The holder of a checkout made now: the request being served (its id and
-/// route, when the request-tracking layer runs it), the current tracing
-/// span, and a backtrace when [`CHECKOUT_BACKTRACE_ENV`] is set.
+/// What the adapter knows of the holder of a checkout made now: the current
+/// tracing span, and a backtrace when [`CHECKOUT_BACKTRACE_ENV`] is set.
+///
+/// The request being served (its id and route, when the request-tracking
+/// layer runs it) is not copied in here: the monitor attaches the current
+/// request to every checkout whose holder names none, and shows its id and
+/// route wherever the checkout is listed or reported.
 pub fn current_holder() -> Holder {
     // The dispatcher's current span rather than `Span::current()`: the
     // latter clones the span (a reference count in the subscriber) only for
@@ -52,13 +56,7 @@ pub fn current_holder() -> Holder {
         })
     };
     let backtrace = backtraces_enabled().then(|| std::backtrace::Backtrace::force_capture().to_string());
-    let request = dbwarden_core::context::current_request();
-    Holder {
-        request_id: request.as_ref().map(|r| r.request_id().to_owned()),
-        route: request.as_ref().map(|r| r.route().to_owned()),
-        span,
-        backtrace,
-    }
+    Holder { request_id: None, route: None, span, backtrace }
 }
 
 /// One live checkout of a connection or transaction handed to a caller.
