@@ -74,12 +74,11 @@ fn pin_to_cpu0() -> bool {
 /// With `pinned`, wrk runs on CPU 1.
 fn wrk(url: &str, seconds: u64, pinned: bool) -> (f64, f64) {
     let cpu_before = cpu_ns();
-    let args = ["-t1".to_owned(), "-c16".to_owned(), format!("-d{seconds}s"), url.to_owned()];
-    let mut command = if pinned { Command::new("taskset") } else { Command::new("wrk") };
+    let mut command = Command::new(if pinned { "taskset" } else { "wrk" });
     if pinned {
         command.args(["-c", "1", "wrk"]);
     }
-    let out = command.args(args).output().expect("run wrk");
+    let out = command.args(["-t1", "-c16", &format!("-d{seconds}s"), url]).output().expect("run wrk");
     let cpu = cpu_ns().saturating_sub(cpu_before) as f64;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(!text.contains("Non-2xx") && !text.contains("Socket errors"), "wrk saw errors on {url}:\n{text}");

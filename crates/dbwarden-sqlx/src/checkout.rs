@@ -56,7 +56,7 @@ pub fn current_holder() -> Holder {
         })
     };
     let backtrace = backtraces_enabled().then(|| std::backtrace::Backtrace::force_capture().to_string());
-    Holder { request_id: None, route: None, span, backtrace }
+    Holder { span, backtrace, ..Holder::default() }
 }
 
 /// One live checkout of a connection or transaction handed to a caller.
