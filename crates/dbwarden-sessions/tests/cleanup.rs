@@ -998,12 +998,16 @@ async fn postgres_runs_remove_expired_rows_that_moved_past_the_swept_pages() {
     let fx = Fixture::new(Kind::Dbwarden, Backend::Postgres).await;
     fx.insert_every_fourth_live(6_000).await;
     let SessionDatabase::Postgres(pool) = &fx.db else { unreachable!("a PostgreSQL fixture") };
-    // Rows of ~7 KB stored in place, uncompressed: no page of the table has
-    // room for one (a full page keeps a quarter of its rows after the
-    // sweep), so each goes to a new page, past the sweep's end.
+    // Rows of ~8 KB stored in place, uncompressed, fit only on an empty
+    // page. Every page the sweep reads holds rows (a swept one keeps a
+    // quarter of them), so each large row goes to a new page, past the
+    // sweep's end, however full inserts happened to leave the pages.
     exec(&fx.db, &format!("ALTER TABLE {} ALTER COLUMN data SET STORAGE PLAIN", fx.table)).await;
-    let big_data = "(SELECT convert_to(string_agg(md5(i::text), ''), 'UTF8') FROM generate_series(1, 218) AS i)";
+    let big_data = "(SELECT convert_to(string_agg(md5(i::text), ''), 'UTF8') FROM generate_series(1, 249) AS i)";
     let pages_at_start = scalar(&fx.db, &format!("SELECT pg_relation_size('{}') / 8192", fx.table)).await;
+    let pages_with_rows = format!("SELECT COUNT(DISTINCT (ctid::text::point)[0]) FROM {}", fx.table);
+    assert_eq!(scalar(&fx.db, &pages_with_rows).await, pages_at_start, "every page holds rows");
+    let smallest_row = scalar(&fx.db, &format!("SELECT MIN(pg_column_size(s.*))::bigint FROM {} AS s", fx.table)).await;
     let cleaner = fx.cleaner(CleanupConfig { pause: Duration::from_millis(200), ..small_batches(1_000) }).await;
     let first_batch = tokio::sync::Notify::new();
     let progress = |_: CleanupProgress| first_batch.notify_one();
@@ -1012,10 +1016,9 @@ async fn postgres_runs_remove_expired_rows_that_moved_past_the_swept_pages() {
         id[..8].copy_from_slice(&n.to_be_bytes());
         id.to_vec()
     };
-    let page_of = |n: i64| {
-        let hex: String = id(n).iter().map(|b| format!("{b:02x}")).collect();
-        format!("SELECT (ctid::text::point)[0]::bigint FROM {} WHERE id_hash = '\\x{hex}'", fx.table)
-    };
+    let hex = |n: i64| id(n).iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let page_of =
+        |n: i64| format!("SELECT (ctid::text::point)[0]::bigint FROM {} WHERE id_hash = '\\x{}'", fx.table, hex(n));
 
     let writer = async {
         first_batch.notified().await;
@@ -1036,11 +1039,16 @@ async fn postgres_runs_remove_expired_rows_that_moved_past_the_swept_pages() {
             .await
             .expect("insert an expired session");
         assert_eq!(inserted.rows_affected(), 1);
-        (scalar(&fx.db, &page_of(5_998)).await, scalar(&fx.db, &page_of(100_000)).await)
+        let size =
+            format!("SELECT pg_column_size(s.*)::bigint FROM {} AS s WHERE id_hash = '\\x{}'", fx.table, hex(100_000));
+        (scalar(&fx.db, &page_of(5_998)).await, scalar(&fx.db, &page_of(100_000)).await, scalar(&fx.db, &size).await)
     };
-    let (report, (rewritten_on, inserted_on)) = tokio::join!(cleaner.run_once(CleanupMode::Expired, &progress), writer);
+    let (report, (rewritten_on, inserted_on, large_row)) =
+        tokio::join!(cleaner.run_once(CleanupMode::Expired, &progress), writer);
     let report = report.expect("cleanup");
 
+    // A page has 8 168 bytes for rows and their 4-byte line pointers.
+    assert!(large_row + smallest_row + 8 > 8_168, "a {large_row}-byte row fits beside a {smallest_row}-byte one");
     assert!(rewritten_on >= pages_at_start, "the rewritten session is on page {rewritten_on} of {pages_at_start}");
     assert!(inserted_on >= pages_at_start, "the inserted session is on page {inserted_on} of {pages_at_start}");
     assert_eq!(report.rows_removed, 4_500 + 1, "the expired rows, the rewritten one and the inserted one");
