@@ -1016,9 +1016,11 @@ async fn postgres_runs_remove_expired_rows_that_moved_past_the_swept_pages() {
         id[..8].copy_from_slice(&n.to_be_bytes());
         id.to_vec()
     };
-    let hex = |n: i64| id(n).iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let page_of =
-        |n: i64| format!("SELECT (ctid::text::point)[0]::bigint FROM {} WHERE id_hash = '\\x{}'", fx.table, hex(n));
+    let of_session = |expr: &str, n: i64| {
+        let hex: String = id(n).iter().map(|b| format!("{b:02x}")).collect();
+        format!("SELECT {expr} FROM {} AS s WHERE id_hash = '\\x{hex}'", fx.table)
+    };
+    let page_of = |n: i64| of_session("(ctid::text::point)[0]::bigint", n);
 
     let writer = async {
         first_batch.notified().await;
@@ -1039,8 +1041,7 @@ async fn postgres_runs_remove_expired_rows_that_moved_past_the_swept_pages() {
             .await
             .expect("insert an expired session");
         assert_eq!(inserted.rows_affected(), 1);
-        let size =
-            format!("SELECT pg_column_size(s.*)::bigint FROM {} AS s WHERE id_hash = '\\x{}'", fx.table, hex(100_000));
+        let size = of_session("pg_column_size(s.*)::bigint", 100_000);
         (scalar(&fx.db, &page_of(5_998)).await, scalar(&fx.db, &page_of(100_000)).await, scalar(&fx.db, &size).await)
     };
     let (report, (rewritten_on, inserted_on, large_row)) =
